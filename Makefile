@@ -1,0 +1,77 @@
+# Embedded default: everything lives in .venv (control plane), .venv-trainer (TensorFlow +
+# Horovod) and .local/ (state). `make demo` and `make test` bootstrap what they need.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+TRAINER_VENV := .venv-trainer
+PY := $(VENV)/bin/python
+TPY := $(TRAINER_VENV)/bin/python
+export PYTHONPATH := $(CURDIR)
+export GX_ANALYTICS_ENABLED := false
+# pip's cmake 4.x refuses gloo's old cmake_minimum_required; this keeps it building.
+export CMAKE_POLICY_VERSION_MINIMUM := 3.5
+
+.PHONY: help env trainer-env bootstrap demo test test-fast lint bench airflow mlflow-ui lock clean
+
+help:
+	@echo "make demo        bootstrap everything and run fraud_model_pipeline for the next day"
+	@echo "make test        the whole test suite (starts what it needs)"
+	@echo "make bench       benchmarks -> .local/bench/results.json, docs/benchmarks.md"
+	@echo "make airflow     Airflow UI/API on http://localhost:8080 (admin/admin)"
+	@echo "make mlflow-ui   MLflow UI on http://127.0.0.1:5000"
+	@echo "make lint        ruff"
+
+env: $(VENV)/.installed
+trainer-env: $(TRAINER_VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	@echo "==> control-plane environment ($(VENV))"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip==26.3"
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+$(TRAINER_VENV)/.installed: requirements-trainer.txt requirements-horovod.txt constraints-trainer.txt
+	@echo "==> trainer environment ($(TRAINER_VENV)): TensorFlow, then Horovod from source with Gloo (a few minutes the first time)"
+	test -x $(TPY) || $(PYTHON) -m venv $(TRAINER_VENV)
+	$(TPY) -m pip install --quiet --upgrade "pip==26.3"
+	$(TPY) -m pip install --quiet -r requirements-trainer.txt -c constraints-trainer.txt
+	HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=GLOO \
+		$(TPY) -m pip install --no-build-isolation -r requirements-horovod.txt -c constraints-trainer.txt
+	$(TPY) -c "import horovod.tensorflow as hvd; assert hvd.gloo_built(), \"Horovod built without Gloo\""
+	touch $@
+
+bootstrap: env trainer-env
+	$(PY) -m include.mlops.cli bootstrap
+
+demo: env trainer-env
+	$(PY) -m include.mlops.cli demo
+
+test: env trainer-env
+	$(PY) -m pytest
+
+test-fast: env
+	$(PY) -m pytest -m "not e2e and not trainer"
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: env trainer-env
+	$(PY) -m benchmarks.run
+
+airflow: env trainer-env
+	$(PY) -m include.mlops.cli standalone
+
+mlflow-ui: env
+	$(PY) -m include.mlops.cli mlflow-ui
+
+lock: env trainer-env
+	(echo "# pip freeze of the control-plane venv (requirements-dev.txt); regenerate with make lock"; \
+	 $(PY) -m pip freeze | grep -v "^pip==") > constraints.txt
+	(echo "# pip freeze of the trainer venv (requirements-trainer.txt), Horovod excluded; make lock"; \
+	 $(TPY) -m pip freeze | grep -viE "^(pip|horovod)==") > constraints-trainer.txt
+
+clean:
+	rm -rf .local

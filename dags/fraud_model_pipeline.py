@@ -1,0 +1,144 @@
+"""Daily fraud model: validate the day's partition, train with Horovod, gate, promote.
+
+Wiring only: each task calls a function of ``include.mlops.pipeline``, imported inside the
+task so that parsing this file imports nothing heavy and touches no database, file or
+network.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+
+DOC = """
+### fraud_model_pipeline
+
+One run per day of card transactions (the run's data interval), or per `partition_date`.
+
+1. **plan**: the training window (`window_days` partitions ending with the run's day) and its sha256.
+2. **validate**: Great Expectations suite `expectations/<suite>.json` on every partition of the
+   window. A failing partition is quarantined (record under `<lake>/_quarantine/`), the task
+   fails with every failed expectation and its unexpected count, nothing downstream runs.
+3. **train**: Horovod data-parallel training with `horovod_np` ranks (trainer image / trainer
+   virtualenv); rank 0 logs to MLflow. Returns the MLflow run id.
+4. **evaluate**: candidate and current `champion` on the same held-out rows.
+5. **gate**: PR-AUC floor, non-regression against the champion, per-slice checks.
+6. **register**: new version of the registered model, alias `challenger`, lineage tags.
+7. **promote**: alias `champion` moves to the candidate only if the gate passed.
+"""
+
+
+def _run_ref():
+    from include.mlops.pipeline import RunRef
+
+    ctx = get_current_context()
+    return RunRef(dag_id=ctx["dag"].dag_id, run_id=ctx["run_id"])
+
+
+@dag(
+    dag_id="fraud_model_pipeline",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["ml", "fraud", "horovod", "great-expectations", "mlflow"],
+    doc_md=DOC,
+    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    params={
+        "dataset": Param("card_fraud", type="string", pattern="^[a-z0-9_]+$", description="datasets/<name>.yaml"),
+        "partition_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Day to train for (YYYY-MM-DD). Empty: the run's data interval, else the newest partition.",
+        ),
+        "window_days": Param(3, type="integer", minimum=1, maximum=30, description="Partitions in the training window"),
+        "horovod_np": Param(2, type="integer", minimum=1, maximum=64, description="Horovod ranks"),
+        "epochs": Param(6, type="integer", minimum=1, maximum=200),
+        "batch_size": Param(512, type="integer", minimum=16, maximum=65536, description="Per-rank batch size"),
+        "learning_rate": Param(0.002, type="number", exclusiveMinimum=0, maximum=1),
+        "min_pr_auc": Param(0.40, type="number", minimum=0, maximum=1, description="Gate: absolute PR-AUC floor"),
+        "max_regression": Param(
+            0.01, type="number", minimum=0, maximum=1, description="Gate: allowed PR-AUC drop vs champion"
+        ),
+        "slice_max_regression": Param(
+            0.05,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
+            description="Gate: allowed per-slice drop; null disables",
+        ),
+        "force_retrain": Param(False, type="boolean", description="Retrain even if this run already trained"),
+    },
+)
+def fraud_model_pipeline():
+    @task
+    def plan(data_interval_start=None, params=None) -> dict:
+        from include.mlops.pipeline import plan as make_plan
+
+        return make_plan(params["dataset"], params["partition_date"], params["window_days"], data_interval_start)
+
+    @task(retries=0)
+    def validate(plan: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.mlops.pipeline import validate as run_validation
+        from include.mlops.validation import DataValidationError
+
+        try:
+            return run_validation(plan, _run_ref())
+        except DataValidationError as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    @task(execution_timeout=timedelta(hours=6))
+    def train(plan: dict, validation: dict, params=None) -> dict:
+        from include.mlops.pipeline import train as run_training
+
+        return run_training(plan, _run_ref(), params)
+
+    @task(execution_timeout=timedelta(hours=1))
+    def evaluate(plan: dict, training: dict) -> dict:
+        from include.mlops.pipeline import evaluate as run_evaluation
+
+        return run_evaluation(plan, training, _run_ref())
+
+    @task
+    def gate(evaluation: dict, training: dict, params=None) -> dict:
+        from include.mlops.pipeline import gate as run_gate
+
+        return run_gate(evaluation, training, params)
+
+    @task
+    def register(plan: dict, validation: dict, training: dict, verdict: dict) -> dict:
+        from include.mlops.pipeline import register as run_register
+
+        return run_register(plan, validation, training, verdict, _run_ref())
+
+    @task
+    def promote(registration: dict, verdict: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from include.mlops.pipeline import promote as run_promote
+
+        if not verdict["passed"]:
+            raise AirflowSkipException("gate failed: " + "; ".join(verdict["reasons"]))
+        return run_promote(registration, verdict)
+
+    @task(trigger_rule="none_failed")
+    def summarize(plan: dict, validation: dict, training: dict, verdict: dict, registration: dict) -> dict:
+        from include.mlops.pipeline import summarize as run_summary
+
+        return run_summary(_run_ref(), plan, validation, training, verdict, registration)
+
+    planned = plan()
+    validated = validate(planned)
+    trained = train(planned, validated)
+    evaluated = evaluate(planned, trained)
+    verdict = gate(evaluated, trained)
+    registered = register(planned, validated, trained, verdict)
+    promoted = promote(registered, verdict)
+    promoted >> summarize(planned, validated, trained, verdict, registered)
+
+
+fraud_model_pipeline()

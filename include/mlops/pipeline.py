@@ -1,0 +1,413 @@
+"""The steps of ``fraud_model_pipeline``; the DAG file only wires them.
+
+Every step takes and returns small JSON-serialisable dicts (references: partition dates,
+hashes, MLflow run ids, model URIs, registry versions), never data or models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import subprocess
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from include.mlops.dataset import load_dataset_config, parse_date, partitions_sha256, window
+from include.mlops.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class PartitionChangedError(RuntimeError):
+    """A partition's bytes changed after it was validated."""
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """Which Airflow run a step belongs to."""
+
+    dag_id: str
+    run_id: str
+
+    @property
+    def safe_run_id(self) -> str:
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in self.run_id)
+
+
+def git_commit(root: Path) -> str:
+    """The commit the code runs from: MLOPS_GIT_COMMIT (set in images), else git, else 'unknown'."""
+    import os
+
+    if os.environ.get("MLOPS_GIT_COMMIT"):
+        return os.environ["MLOPS_GIT_COMMIT"]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def latest_partition(settings: Settings, dataset: str) -> dt.date:
+    cfg = load_dataset_config(settings.dataset_config_path(dataset))
+    pattern = cfg.location.format(date="*")
+    dates = []
+    for path in settings.lake.glob(pattern):
+        stamp = path.name.split("=", 1)[-1]
+        try:
+            dates.append(parse_date(stamp))
+        except ValueError:
+            continue
+    if not dates:
+        raise FileNotFoundError(f"no partitions of dataset {dataset!r} under {settings.lake / pattern}")
+    return max(dates)
+
+
+def plan(
+    dataset: str,
+    partition_date: str | None,
+    window_days: int,
+    data_interval_start: dt.datetime | None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Which partitions this run validates and trains on, with their content hash.
+
+    The run's day is, in order: the ``partition_date`` param; the start of the run's data
+    interval (scheduled and backfill runs); the newest partition in the lake (manual runs
+    triggered without a logical date).
+    """
+    settings = settings or get_settings()
+    cfg = load_dataset_config(settings.dataset_config_path(dataset))
+    if partition_date:
+        day = parse_date(partition_date)
+    elif data_interval_start is not None:
+        day = data_interval_start.date()
+    else:
+        day = latest_partition(settings, dataset)
+    days = window(day, window_days)
+    files = [f for d in days for f in cfg.partition_files(settings.lake, d)]
+    start = dt.datetime.combine(days[0], dt.time(), tzinfo=dt.UTC)
+    end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    return {
+        "dataset": cfg.name,
+        "partition_date": day.isoformat(),
+        "partitions": [d.isoformat() for d in days],
+        "interval_start": start.isoformat(),
+        "interval_end": end.isoformat(),
+        "sha256": partitions_sha256(files),
+        "files": len(files),
+    }
+
+
+def validate(plan_: dict[str, Any], run: RunRef, settings: Settings | None = None) -> dict[str, Any]:
+    """GX suite on every partition of the window; raises DataValidationError on any failure."""
+    from include.mlops.validation import validate_window
+
+    settings = settings or get_settings()
+    cfg = load_dataset_config(settings.dataset_config_path(plan_["dataset"]))
+    results = validate_window(
+        cfg,
+        [parse_date(p) for p in plan_["partitions"]],
+        lake=settings.lake,
+        expectations_dir=settings.expectations_dir,
+        gx_root=settings.gx_root,
+        validation_dir=settings.validation_dir,
+        quarantine_dir=settings.quarantine_dir,
+        airflow_run_id=run.run_id,
+    )
+    return {
+        "success": True,
+        "suite": cfg.expectation_suite,
+        "result_ids": [r.result_id for r in results],
+        "partitions": {r.partition: {"sha256": r.sha256, "reused": r.reused} for r in results},
+        "evaluated": sum(r.evaluated for r in results),
+        "data_docs": next((r.data_docs for r in reversed(results) if r.data_docs), None),
+    }
+
+
+def _check_unchanged(plan_: dict[str, Any], settings: Settings) -> None:
+    cfg = load_dataset_config(settings.dataset_config_path(plan_["dataset"]))
+    files = [f for p in plan_["partitions"] for f in cfg.partition_files(settings.lake, parse_date(p))]
+    now = partitions_sha256(files)
+    if now != plan_["sha256"]:
+        raise PartitionChangedError(
+            f"partitions {plan_['partitions']} changed since they were planned and validated "
+            f"(sha256 {plan_['sha256'][:12]} -> {now[:12]}); re-run the DAG run from the start"
+        )
+
+
+def _find_finished_training(settings: Settings, run: RunRef, sha256: str) -> dict[str, Any] | None:
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    exp = mlflow.get_experiment_by_name(settings.experiment)
+    if exp is None:
+        return None
+    found = mlflow.search_runs(
+        experiment_ids=[exp.experiment_id],
+        filter_string=(
+            f"tags.`mlops.job` = 'train' and tags.`airflow.dag_id` = '{run.dag_id}' and "
+            f"tags.`airflow.run_id` = '{run.run_id}' and tags.`data.sha256` = '{sha256}' and "
+            "attributes.status = 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    if not found:
+        return None
+    r = found[0]
+    models = mlflow.search_logged_models(
+        experiment_ids=[exp.experiment_id],
+        filter_string=f"source_run_id = '{r.info.run_id}'",
+        output_format="list",
+    )
+    if not models:
+        return None
+    return {
+        "run_id": r.info.run_id,
+        "model_uri": f"models:/{models[0].model_id}",
+        "horovod_size": int(r.data.params.get("horovod_size", 0)),
+        "examples_per_sec": r.data.metrics.get("throughput_examples_per_sec"),
+        "epochs": int(r.data.params.get("epochs", 0)),
+        "train_rows": int(r.data.params.get("train_rows", 0)),
+        "reused": True,
+    }
+
+
+def train(
+    plan_: dict[str, Any],
+    run: RunRef,
+    params: dict[str, Any],
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Launch Horovod training (or reuse this DAG run's finished training); return references."""
+    from include.mlops.launcher import JobSpec, run_local
+
+    settings = settings or get_settings()
+    _check_unchanged(plan_, settings)
+    if not params.get("force_retrain"):
+        previous = _find_finished_training(settings, run, plan_["sha256"])
+        if previous:
+            log.info("reusing finished training run %s of this DAG run", previous["run_id"])
+            return previous
+    out = settings.runs_dir / run.dag_id / run.safe_run_id
+    spec = JobSpec(
+        job="train",
+        num_proc=int(params["horovod_np"]),
+        args=(
+            "--dataset-config",
+            str(settings.dataset_config_path(plan_["dataset"])),
+            "--partitions",
+            ",".join(plan_["partitions"]),
+            "--epochs",
+            str(params["epochs"]),
+            "--batch-size",
+            str(params["batch_size"]),
+            "--learning-rate",
+            str(params["learning_rate"]),
+            "--checkpoint-dir",
+            str(out / "checkpoints"),
+            "--result-path",
+            str(out / "train.json"),
+            "--run-name",
+            f"{plan_['dataset']}-{plan_['partition_date']}",
+            "--tag",
+            f"airflow.dag_id={run.dag_id}",
+            "--tag",
+            f"airflow.run_id={run.run_id}",
+            "--tag",
+            f"data.sha256={plan_['sha256']}",
+            "--tag",
+            f"data.partitions={','.join(plan_['partitions'])}",
+        ),
+    )
+    if settings.launcher != "local":
+        raise NotImplementedError(f"launcher {settings.launcher!r} is not available in this task")
+    result = run_local(
+        spec,
+        trainer_venv=settings.trainer_venv,
+        project_root=settings.project_root,
+        result_path=out / "train.json",
+        extra_env=settings.trainer_env(),
+    )
+    result["reused"] = False
+    return result
+
+
+def evaluate(
+    plan_: dict[str, Any], training: dict[str, Any], run: RunRef, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Score candidate and champion on the same held-out rows (in the trainer environment)."""
+    from include.mlops.launcher import JobSpec, run_local
+
+    settings = settings or get_settings()
+    out = settings.runs_dir / run.dag_id / run.safe_run_id
+    spec = JobSpec(
+        job="evaluate",
+        args=(
+            "--dataset-config",
+            str(settings.dataset_config_path(plan_["dataset"])),
+            "--partitions",
+            ",".join(plan_["partitions"]),
+            "--candidate-uri",
+            training["model_uri"],
+            "--candidate-run-id",
+            training["run_id"],
+            "--result-path",
+            str(out / "evaluation.json"),
+        ),
+    )
+    return run_local(
+        spec,
+        trainer_venv=settings.trainer_venv,
+        project_root=settings.project_root,
+        result_path=out / "evaluation.json",
+        extra_env=settings.trainer_env(),
+    )
+
+
+def gate(
+    evaluation: dict[str, Any], training: dict[str, Any], params: dict[str, Any], settings: Settings | None = None
+) -> dict[str, Any]:
+    """Apply the gate policy; log the verdict to the candidate's MLflow run and return it."""
+    import mlflow
+
+    from include.mlops.gate import GatePolicy, decide
+
+    settings = settings or get_settings()
+    policy = GatePolicy(
+        min_pr_auc=float(params["min_pr_auc"]),
+        max_regression=float(params["max_regression"]),
+        slice_max_regression=(
+            float(params["slice_max_regression"]) if params.get("slice_max_regression") is not None else None
+        ),
+    )
+    verdict = decide(evaluation["candidate"], evaluation.get("champion"), policy).to_dict()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    client.log_dict(training["run_id"], verdict, "gate/verdict.json")
+    client.set_tag(training["run_id"], "gate.passed", str(verdict["passed"]).lower())
+    for line in verdict["reasons"]:
+        log.info("gate: %s", line)
+    return verdict
+
+
+def register(
+    plan_: dict[str, Any],
+    validation: dict[str, Any],
+    training: dict[str, Any],
+    verdict: dict[str, Any],
+    run: RunRef,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Register the candidate (once per training run) with full lineage; alias ``challenger``."""
+    import mlflow
+
+    from include.mlops.registry import register_candidate
+
+    settings = settings or get_settings()
+    cfg = load_dataset_config(settings.dataset_config_path(plan_["dataset"]))
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    tags = {
+        "airflow.dag_id": run.dag_id,
+        "airflow.run_id": run.run_id,
+        "data.dataset": plan_["dataset"],
+        "data.interval_start": plan_["interval_start"],
+        "data.interval_end": plan_["interval_end"],
+        "data.partitions": ",".join(plan_["partitions"]),
+        "data.sha256": plan_["sha256"],
+        "validation.success": str(bool(validation["success"])).lower(),
+        "validation.result_id": ";".join(validation["result_ids"]),
+        "validation.suite": validation["suite"],
+        "code.git_commit": git_commit(settings.project_root),
+        "train.horovod_size": str(training["horovod_size"]),
+        "train.mlflow_run_id": training["run_id"],
+        "gate.passed": str(bool(verdict["passed"])).lower(),
+        "gate.champion_version": str(verdict.get("champion_version") or ""),
+    }
+    version, created = register_candidate(client, cfg.registered_model, training["model_uri"], training["run_id"], tags)
+    return {"name": cfg.registered_model, "version": str(version.version), "created": created}
+
+
+def promote(registration: dict[str, Any], verdict: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
+    """Move ``champion`` to the candidate when the gate passed (compare-and-set)."""
+    import mlflow
+
+    from include.mlops.registry import promote as promote_alias
+
+    settings = settings or get_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    outcome = promote_alias(
+        client,
+        registration["name"],
+        registration["version"],
+        verdict.get("champion_version"),
+        reason="; ".join(verdict["reasons"]),
+    )
+    return {**registration, **outcome}
+
+
+def summarize(
+    run: RunRef,
+    plan_: dict[str, Any],
+    validation: dict[str, Any],
+    training: dict[str, Any],
+    verdict: dict[str, Any],
+    registration: dict[str, Any],
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """What happened in this run, in one JSON file (``.local/runs/<dag>/<run>/summary.json``)."""
+    import mlflow
+
+    from include.mlops.registry import get_alias
+
+    settings = settings or get_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    name = registration["name"]
+    aliases = [
+        a
+        for a in ("champion", "challenger")
+        if (v := get_alias(client, name, a)) and str(v.version) == registration["version"]
+    ]
+    champion = get_alias(client, name, "champion")
+    summary = {
+        "dag_id": run.dag_id,
+        "run_id": run.run_id,
+        "dataset": plan_["dataset"],
+        "partitions": plan_["partitions"],
+        "data_sha256": plan_["sha256"],
+        "validation": {
+            "success": validation["success"],
+            "expectations_evaluated": validation["evaluated"],
+            "data_docs": validation["data_docs"],
+        },
+        "training": {
+            "mlflow_run_id": training["run_id"],
+            "horovod_ranks": training["horovod_size"],
+            "examples_per_sec": training.get("examples_per_sec"),
+            "reused": training.get("reused", False),
+        },
+        "gate": {"passed": verdict["passed"], "reasons": verdict["reasons"]},
+        "registry": {
+            "model": name,
+            "version": registration["version"],
+            "aliases": aliases,
+            "champion_version": str(champion.version) if champion else None,
+        },
+        "mlflow_tracking_uri": settings.mlflow_tracking_uri,
+    }
+    out = settings.runs_dir / run.dag_id / run.safe_run_id / "summary.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2))
+    latest = settings.runs_dir / "latest-summary.json"
+    latest.write_text(json.dumps(summary, indent=2))
+    return summary

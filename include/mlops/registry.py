@@ -1,0 +1,162 @@
+"""MLflow model registry: idempotent registration, alias promotion, history and rollback.
+
+Aliases, not stages: every candidate gets ``challenger``; ``champion`` moves only through
+``promote`` (compare-and-set against the champion the gate compared with) or ``rollback``.
+Each move of ``champion`` is appended to the registered model's ``champion.history`` tag.
+
+CLI::
+
+    python -m include.mlops.registry show [--name fraud-detector]
+    python -m include.mlops.registry rollback [--name fraud-detector] [--to VERSION]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion.history"
+HISTORY_LIMIT = 50
+
+
+class StaleVerdictError(RuntimeError):
+    """The champion moved after the gate compared against it."""
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+def get_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def find_version_for_run(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
+    """The version already registered for a training run, if any (oldest first)."""
+    versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return min(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def register_candidate(
+    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
+) -> tuple[ModelVersion, bool]:
+    """Register a candidate once per training run; returns (version, created).
+
+    Re-running registration for the same run finds the existing version and only refreshes
+    its tags, so a retried or cleared task never creates a second version.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        try:
+            client.create_registered_model(name, description="Fraud probability for card transactions.")
+        except MlflowException as exc2:
+            if exc2.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+    existing = find_version_for_run(client, name, run_id)
+    if existing is not None:
+        version, created = existing, False
+    else:
+        version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
+        created = True
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version.version, key, value)
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    log.info("%s version %s %s; alias %s", name, version.version, "registered" if created else "reused", CHALLENGER)
+    return client.get_model_version(name, version.version), created
+
+
+def history(client: MlflowClient, name: str) -> list[dict[str, Any]]:
+    raw = client.get_registered_model(name).tags.get(HISTORY_TAG)
+    return json.loads(raw) if raw else []
+
+
+def _move_champion(client: MlflowClient, name: str, version: str, event: dict[str, Any]) -> None:
+    client.set_registered_model_alias(name, CHAMPION, version)
+    entries = history(client, name)
+    entries.append({"version": str(version), "at": dt.datetime.now(dt.UTC).isoformat(), **event})
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(entries[-HISTORY_LIMIT:]))
+    client.set_model_version_tag(name, version, "champion.promoted_at", entries[-1]["at"])
+
+
+def promote(
+    client: MlflowClient, name: str, version: str, expected_champion: str | None, reason: str = ""
+) -> dict[str, Any]:
+    """Move ``champion`` to `version` if it still points where the gate looked.
+
+    Safe to re-run: promoting the version that already is champion is a no-op.
+    """
+    current = get_alias(client, name, CHAMPION)
+    current_version = str(current.version) if current else None
+    if current_version == str(version):
+        return {"promoted": False, "already_champion": True, "previous": current_version}
+    if current_version != (str(expected_champion) if expected_champion is not None else None):
+        raise StaleVerdictError(
+            f"{name}: champion is now {current_version or 'unset'}, but the gate compared against "
+            f"{expected_champion or 'no champion'}; re-run evaluation before promoting version {version}"
+        )
+    _move_champion(client, name, str(version), {"previous": current_version, "action": "promote", "reason": reason})
+    log.info("%s: champion %s -> %s", name, current_version, version)
+    return {"promoted": True, "already_champion": False, "previous": current_version}
+
+
+def rollback(client: MlflowClient, name: str, to_version: str | None = None) -> dict[str, Any]:
+    """Point ``champion`` back at `to_version`, or at the champion before the current one."""
+    current = get_alias(client, name, CHAMPION)
+    if current is None:
+        raise RegistryError(f"{name} has no champion to roll back")
+    if to_version is None:
+        entries = [e for e in history(client, name) if e.get("version") != str(current.version)]
+        if not entries:
+            raise RegistryError(f"{name}: no earlier champion in {HISTORY_TAG}; pass --to VERSION")
+        to_version = entries[-1]["version"]
+    client.get_model_version(name, str(to_version))  # raises if the version does not exist
+    _move_champion(client, name, str(to_version), {"previous": str(current.version), "action": "rollback"})
+    return {"champion": str(to_version), "previous": str(current.version)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from include.mlops.settings import get_settings
+    from include.mlops.tracking import client_from_env
+
+    parser = argparse.ArgumentParser(prog="python -m include.mlops.registry", description="Model registry operations")
+    parser.add_argument("command", choices=["show", "rollback"])
+    parser.add_argument("--name", default="fraud-detector")
+    parser.add_argument("--to", default=None, help="version to roll back to (default: previous champion)")
+    args = parser.parse_args(argv)
+    import mlflow
+
+    mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
+    client = client_from_env()
+    if args.command == "rollback":
+        print(json.dumps(rollback(client, args.name, args.to), indent=2))
+        return 0
+    model = client.get_registered_model(args.name)
+    print(json.dumps({"name": model.name, "aliases": model.aliases, "history": history(client, args.name)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

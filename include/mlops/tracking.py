@@ -1,0 +1,50 @@
+"""MLflow tracking helpers shared by the control plane and the trainer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+def artifact_location(artifact_root: str, experiment: str) -> str:
+    """Where an experiment's artifacts go: a URI, or a local directory made absolute."""
+    if "://" in artifact_root:
+        return f"{artifact_root.rstrip('/')}/{experiment}"
+    return (Path(artifact_root) / experiment).resolve().as_uri()
+
+
+def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: str | None) -> str:
+    """Create the experiment if missing (with an explicit artifact location); return its id.
+
+    With a database tracking URI MLflow would otherwise put artifacts under the current
+    working directory.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    location = artifact_location(artifact_root, experiment) if artifact_root else None
+    try:
+        return client.create_experiment(experiment, artifact_location=location)
+    except Exception:
+        # Created concurrently by another process: use theirs.
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def client_from_env() -> MlflowClient:
+    import mlflow
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    return mlflow.MlflowClient()

@@ -1,0 +1,273 @@
+"""Horovod data-parallel training of the fraud network.
+
+Run under ``horovodrun -np N``; every rank runs this same program:
+
+- rank r trains on rows r, r+N, r+2N, ... of the training split (held-out rows excluded);
+- normalisation statistics are summed over all ranks, so every rank builds the same network;
+- variables are broadcast from rank 0, gradients are averaged with Horovod allreduce;
+- every rank takes the same number of steps per epoch (the smallest shard decides);
+- rank 0 alone checkpoints each epoch and logs params, per-epoch metrics, throughput and the
+  model to MLflow, then writes the result file (MLflow run id, model URI) for the launcher.
+
+Keras 3 variables are not accepted by ``horovod.tensorflow.keras`` nor by
+``DistributedGradientTape`` (horovod issue 4290), so this uses the low-level API on the
+underlying ``tf.Variable`` objects (``v.value``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("mlops.trainer")
+
+
+@dataclass
+class TrainConfig:
+    dataset_config: Path
+    partitions: list[str]
+    lake: Path
+    epochs: int = 5
+    batch_size: int = 512
+    learning_rate: float = 2e-3
+    pos_weight: float = 2.0
+    seed: int = 42
+    threads: int = 0
+    checkpoint_dir: Path | None = None
+    result_path: Path | None = None
+    run_name: str | None = None
+    tags: dict[str, str] | None = None
+    max_steps_per_epoch: int = 0
+    log_model: bool = True
+
+
+def _configure_threads(threads: int, local_size: int) -> int:
+    import tensorflow as tf
+
+    if threads <= 0:
+        threads = max(1, (os.cpu_count() or 1) // max(1, local_size))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return threads
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
+def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
+    import horovod.tensorflow as hvd
+    import keras
+    import tensorflow as tf
+
+    from include.mlops.dataset import load_dataset_config, parse_date
+    from include.mlops.trainer.model import build_network, feature_spec
+    from include.mlops.trainer.scoring import frame_to_inputs
+
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    threads = _configure_threads(cfg.threads, hvd.local_size())
+    keras.utils.set_random_seed(cfg.seed)
+
+    dataset = load_dataset_config(cfg.dataset_config)
+    spec = feature_spec(dataset)
+    days = [parse_date(p) for p in cfg.partitions]
+    columns = [dataset.id_column, *dataset.feature_columns, dataset.label_column]
+    frame = dataset.read_partitions(cfg.lake, days, columns=columns)
+    train = frame[~dataset.holdout_mask(frame[dataset.id_column].to_numpy())]
+    shard = train.iloc[rank::size]
+    inputs = frame_to_inputs(shard, spec)
+    labels = shard[dataset.label_column].to_numpy(dtype=np.float32).reshape(-1, 1)
+    weights = np.where(labels[:, 0] > 0, cfg.pos_weight, 1.0).astype(np.float32)
+
+    # Global normalisation statistics: sum, sum of squares and count over every rank.
+    num = inputs["numeric"].astype(np.float64)
+    local = np.concatenate([num.sum(0), (num**2).sum(0), [len(num)]])
+    total = hvd.allreduce(tf.constant(local), op=hvd.Sum).numpy()
+    n_feat = num.shape[1]
+    count = total[-1]
+    mean = total[:n_feat] / count
+    variance = np.maximum(total[n_feat : 2 * n_feat] / count - mean**2, 1e-12)
+
+    network = build_network(spec, mean.astype(np.float32), variance.astype(np.float32), seed=cfg.seed)
+    optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate * math.sqrt(size))
+    optimizer.build(network.trainable_variables)
+    loss_fn = keras.losses.BinaryCrossentropy()
+
+    # Resume from the newest checkpoint (a retried task continues where it stopped).
+    start_epoch = 0
+    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    if ckpt_dir and (ckpt_dir / "latest.json").exists():
+        state = json.loads((ckpt_dir / "latest.json").read_text())
+        network.load_weights(ckpt_dir / state["weights"])
+        start_epoch = int(state["epoch"])
+        if rank == 0:
+            log.info("resuming from %s (epoch %d done)", state["weights"], start_epoch)
+
+    hvd.broadcast_variables([v.value for v in network.variables], root_rank=0)
+    hvd.broadcast_variables([v.value for v in optimizer.variables], root_rank=0)
+
+    local_rows = np.array([len(labels)], dtype=np.int64)
+    all_rows = hvd.allgather(tf.constant(local_rows)).numpy()
+    steps = int(all_rows.min()) // cfg.batch_size
+    if cfg.max_steps_per_epoch:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    if steps < 1:
+        raise ValueError(
+            f"too little training data: smallest shard has {int(all_rows.min())} rows, batch size is {cfg.batch_size}"
+        )
+
+    trainable = network.trainable_variables
+
+    @tf.function
+    def train_step(batch_inputs, batch_labels, batch_weights):
+        with tf.GradientTape() as tape:
+            probs = network(batch_inputs, training=True)
+            loss = loss_fn(batch_labels, probs, sample_weight=batch_weights)
+        grads = tape.gradient(loss, [v.value for v in trainable])
+        grads = [tf.convert_to_tensor(g) for g in grads]  # embeddings give IndexedSlices
+        grads = hvd.grouped_allreduce(grads, op=hvd.Average)
+        optimizer.apply_gradients(zip(grads, trainable, strict=True))
+        return loss
+
+    run = None
+    if rank == 0:
+        run = _start_mlflow_run(cfg, dataset, size, threads, steps, len(train), days)
+    history: list[dict[str, float]] = []
+    examples_per_epoch = steps * cfg.batch_size * size
+    for epoch in range(start_epoch, cfg.epochs):
+        data = (
+            tf.data.Dataset.from_tensor_slices((inputs, labels, weights))
+            .shuffle(len(labels), seed=cfg.seed + epoch, reshuffle_each_iteration=False)
+            .batch(cfg.batch_size, drop_remainder=True)
+            .take(steps)
+            .prefetch(2)
+        )
+        t0 = time.perf_counter()
+        losses = [float(train_step(x, y, w)) for x, y, w in data]
+        mean_loss = float(hvd.allreduce(tf.constant(np.mean(losses)), op=hvd.Average))
+        seconds = time.perf_counter() - t0
+        record = {
+            "train_loss": mean_loss,
+            "epoch_seconds": seconds,
+            "examples_per_sec": examples_per_epoch / seconds,
+        }
+        history.append(record)
+        if rank == 0:
+            import mlflow
+
+            mlflow.log_metrics(record, step=epoch + 1)
+            log.info(
+                "epoch %d/%d loss=%.4f %.0f examples/s (%d ranks)",
+                epoch + 1,
+                cfg.epochs,
+                mean_loss,
+                record["examples_per_sec"],
+                size,
+            )
+            if ckpt_dir:
+                ckpt_dir.mkdir(parents=True, exist_ok=True)
+                weights_file = f"epoch-{epoch + 1:03d}.weights.h5"
+                network.save_weights(ckpt_dir / weights_file)
+                _write_json_atomic(ckpt_dir / "latest.json", {"epoch": epoch + 1, "weights": weights_file})
+
+    if rank != 0:
+        return None
+    # Throughput after warm-up: the first epoch includes graph tracing.
+    steady = [h["examples_per_sec"] for h in history[1:]] or [h["examples_per_sec"] for h in history]
+    throughput = statistics.median(steady) if steady else 0.0
+    sample = shard[dataset.feature_columns].head(20).reset_index(drop=True)
+    return _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, len(train), sample)
+
+
+def _start_mlflow_run(cfg, dataset, size, threads, steps, train_rows, days):
+    import mlflow
+
+    from include.mlops.tracking import ensure_experiment
+
+    experiment = os.environ.get("MLOPS_EXPERIMENT", "fraud_model_pipeline")
+    ensure_experiment(
+        os.environ.get("MLFLOW_TRACKING_URI", mlflow.get_tracking_uri()),
+        experiment,
+        os.environ.get("MLOPS_MLFLOW_ARTIFACT_ROOT"),
+    )
+    mlflow.set_experiment(experiment)
+    tags = {"mlops.job": "train", "mlops.dataset": dataset.name, **(cfg.tags or {})}
+    run = mlflow.start_run(run_name=cfg.run_name, tags=tags)
+    mlflow.log_params(
+        {
+            "dataset": dataset.name,
+            "partitions": ",".join(cfg.partitions),
+            "epochs": cfg.epochs,
+            "batch_size_per_rank": cfg.batch_size,
+            "global_batch_size": cfg.batch_size * size,
+            "learning_rate": cfg.learning_rate,
+            "effective_learning_rate": cfg.learning_rate * math.sqrt(size),
+            "pos_weight": cfg.pos_weight,
+            "seed": cfg.seed,
+            "horovod_size": size,
+            "threads_per_rank": threads,
+            "steps_per_epoch": steps,
+            "train_rows": train_rows,
+            "holdout_fraction": dataset.holdout_fraction,
+        }
+    )
+    return run
+
+
+def _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, train_rows, sample):
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from include.mlops.trainer.scoring import frame_to_inputs, predict_proba
+
+    mlflow.log_metric("throughput_examples_per_sec", throughput)
+    model_uri = None
+    if cfg.log_model:
+        with tempfile.TemporaryDirectory() as tmp:
+            net_path = Path(tmp) / "network.keras"
+            spec_path = Path(tmp) / "feature_spec.json"
+            network.save(net_path)
+            spec_path.write_text(json.dumps(spec, indent=2))
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(Path(__file__).with_name("scoring.py")),
+                artifacts={"network": str(net_path), "feature_spec": str(spec_path)},
+                pip_requirements=_serving_requirements(),
+                signature=infer_signature(sample, predict_proba(network, frame_to_inputs(sample, spec))),
+            )
+            model_uri = info.model_uri
+    mlflow.end_run()
+    result = {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "model_uri": model_uri,
+        "horovod_size": size,
+        "examples_per_sec": throughput,
+        "epochs": len(history),
+        "final_loss": history[-1]["train_loss"] if history else None,
+        "train_rows": train_rows,
+    }
+    if cfg.result_path:
+        _write_json_atomic(Path(cfg.result_path), result)
+    log.info("mlflow run %s, model %s", run.info.run_id, model_uri)
+    return result
+
+
+def _serving_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "tensorflow-cpu", "keras", "pandas", "numpy")]

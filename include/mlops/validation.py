@@ -1,0 +1,281 @@
+"""Data validation of day partitions with the Great Expectations 1.x core API.
+
+The suite is the JSON file ``expectations/<suite>.json`` (the data contract, reviewed like
+code). Validation only reads the partition. Its outcome is recorded beside the data:
+
+- ``<lake>/_validation/<dataset>/date=<D>/<sha256[:16]>-<suite[:12]>.json`` for every run, so
+  a partition whose bytes and suite have not changed is not validated twice;
+- ``<lake>/_quarantine/<dataset>/date=<D>/quarantine.json`` when it fails.
+
+Data Docs HTML is rebuilt for every validation, pass or fail. Results carry counts, never row
+values: a partition that leaks card numbers must not copy them into docs or task logs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from include.mlops.dataset import DatasetConfig, partitions_sha256
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+# Counts only: no sample of unexpected values ever leaves the validation.
+RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
+
+
+@dataclass
+class FailedExpectation:
+    expectation: str
+    column: str | None
+    unexpected_count: int | None
+    element_count: int | None
+    observed_value: Any = None
+    error: str | None = None
+
+    def describe(self) -> str:
+        where = f"[{self.column}]" if self.column else ""
+        if self.error:
+            detail = f"error: {self.error}"
+        elif self.unexpected_count is not None:
+            detail = f"{self.unexpected_count} of {self.element_count} rows unexpected"
+        else:
+            detail = f"observed {self.observed_value!r}"
+        return f"{self.expectation}{where}: {detail}"
+
+
+@dataclass
+class PartitionValidation:
+    dataset: str
+    partition: str
+    sha256: str
+    suite: str
+    suite_sha256: str
+    success: bool
+    result_id: str
+    evaluated: int
+    failed: list[FailedExpectation] = field(default_factory=list)
+    data_docs: str | None = None
+    validated_at: str = ""
+    airflow_run_id: str | None = None
+    reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PartitionValidation:
+        raw = dict(raw)
+        raw["failed"] = [FailedExpectation(**f) for f in raw.get("failed", [])]
+        return cls(**raw)
+
+
+class DataValidationError(RuntimeError):
+    """One or more partitions failed their suite; the message names every failure."""
+
+    def __init__(self, results: list[PartitionValidation]):
+        self.results = results
+        lines = []
+        for r in results:
+            if r.success:
+                continue
+            lines.append(
+                f"partition {r.partition} of {r.dataset!r} failed suite {r.suite!r} "
+                f"({len(r.failed)} of {r.evaluated} expectations failed; quarantined):"
+            )
+            lines.extend(f"  - {f.describe()}" for f in r.failed)
+        super().__init__("\n".join(lines))
+
+
+def suite_path(expectations_dir: Path, suite: str) -> Path:
+    return Path(expectations_dir) / f"{suite}.json"
+
+
+def load_suite_json(expectations_dir: Path, suite: str) -> tuple[dict[str, Any], str]:
+    path = suite_path(expectations_dir, suite)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"expectation suite {suite!r} not found at {path}") from exc
+    return json.loads(raw), hashlib.sha256(raw).hexdigest()
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def record_path(validation_dir: Path, dataset: str, day: dt.date, sha: str, suite_sha: str) -> Path:
+    return Path(validation_dir) / dataset / f"date={day.isoformat()}" / f"{sha[:16]}-{suite_sha[:12]}.json"
+
+
+def quarantine_path(quarantine_dir: Path, dataset: str, day: dt.date) -> Path:
+    return Path(quarantine_dir) / dataset / f"date={day.isoformat()}" / "quarantine.json"
+
+
+def run_suite(
+    df: pd.DataFrame, suite_json: dict[str, Any], gx_root: Path, run_name: str
+) -> tuple[bool, str, int, list[FailedExpectation], str | None]:
+    """Validate a DataFrame with GX; returns (success, result id, evaluated, failures, docs)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    context = gx.get_context(mode="file", project_root_dir=str(gx_root))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    name = suite_json["name"]
+    suite = context.suites.add_or_update(
+        gx.ExpectationSuite(name=name, expectations=suite_json["expectations"], meta=suite_json.get("meta"))
+    )
+    source = context.data_sources.add_or_update_pandas("lake")
+    try:
+        asset = source.get_asset(name)
+    except LookupError:
+        asset = source.add_dataframe_asset(name)
+    try:
+        batch = asset.get_batch_definition("partition")
+    except KeyError:
+        batch = asset.add_batch_definition_whole_dataframe("partition")
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"{name}-partition", data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"{name}-checkpoint",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format=RESULT_FORMAT,
+        )
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name))
+    ((key, suite_result),) = result.run_results.items()
+    failures = []
+    for er in suite_result.results:
+        if er.success:
+            continue
+        cfg = er.expectation_config
+        res = er.result or {}
+        exc = (er.exception_info or {}).get("exception_message") if er.exception_info else None
+        failures.append(
+            FailedExpectation(
+                expectation=cfg.type,
+                column=cfg.kwargs.get("column"),
+                unexpected_count=res.get("unexpected_count"),
+                element_count=res.get("element_count"),
+                observed_value=_jsonable(res.get("observed_value")),
+                error=exc,
+            )
+        )
+    docs = None
+    sites = context.get_docs_sites_urls()
+    if sites:
+        docs = sites[0]["site_url"]
+    result_id = str(key).split("::", 1)[-1]
+    return bool(suite_result.success), result_id, len(suite_result.results), failures, docs
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)
+
+
+def validate_partition(
+    cfg: DatasetConfig,
+    day: dt.date,
+    *,
+    lake: Path,
+    expectations_dir: Path,
+    gx_root: Path,
+    validation_dir: Path,
+    quarantine_dir: Path,
+    airflow_run_id: str | None = None,
+    reuse: bool = True,
+) -> PartitionValidation:
+    """Validate one partition, or reuse the passing record of identical bytes and suite."""
+    import pandas as pd
+
+    files = cfg.partition_files(lake, day)
+    sha = partitions_sha256(files)
+    suite_json, suite_sha = load_suite_json(expectations_dir, cfg.expectation_suite)
+    record = record_path(validation_dir, cfg.name, day, sha, suite_sha)
+    if reuse and record.exists():
+        previous = PartitionValidation.from_dict(json.loads(record.read_text()))
+        if previous.success:
+            previous.reused = True
+            log.info("partition %s: reusing passing validation %s", day, previous.result_id)
+            return previous
+
+    df = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+    success, result_id, evaluated, failures, docs = run_suite(
+        df, suite_json, gx_root, run_name=f"{cfg.name}:{day.isoformat()}"
+    )
+    outcome = PartitionValidation(
+        dataset=cfg.name,
+        partition=day.isoformat(),
+        sha256=sha,
+        suite=cfg.expectation_suite,
+        suite_sha256=suite_sha,
+        success=success,
+        result_id=result_id,
+        evaluated=evaluated,
+        failed=failures,
+        data_docs=docs,
+        validated_at=dt.datetime.now(dt.UTC).isoformat(),
+        airflow_run_id=airflow_run_id,
+    )
+    _write_json_atomic(record, outcome.to_dict())
+    qpath = quarantine_path(quarantine_dir, cfg.name, day)
+    if success:
+        log.info("partition %s passed %d expectations (%s)", day, evaluated, result_id)
+    else:
+        _write_json_atomic(
+            qpath,
+            {
+                "dataset": cfg.name,
+                "partition": day.isoformat(),
+                "partition_path": str(cfg.partition_dir(lake, day)),
+                "files": [p.name for p in files],
+                "sha256": sha,
+                "reason": "failed expectation suite " + cfg.expectation_suite,
+                "failed_expectations": [asdict(f) for f in failures],
+                "validation_record": str(record),
+                "data_docs": docs,
+                "quarantined_at": outcome.validated_at,
+                "airflow_run_id": airflow_run_id,
+            },
+        )
+        log.error("partition %s quarantined: %s", day, qpath)
+    return outcome
+
+
+def validate_window(cfg: DatasetConfig, days: list[dt.date], **kwargs: Any) -> list[PartitionValidation]:
+    """Validate every partition of a training window; raise DataValidationError on any failure.
+
+    All partitions are validated before raising, so one failure message lists every bad day.
+    """
+    results = [validate_partition(cfg, day, **kwargs) for day in days]
+    if not all(r.success for r in results):
+        raise DataValidationError(results)
+    return results

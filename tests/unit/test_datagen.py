@@ -1,0 +1,88 @@
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from include.mlops.datagen import DEFECTS, generate_day, inject_defect, write_day
+from tests.conftest import DAY0
+
+PAN = re.compile(r"(?<![0-9A-Za-z])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z])")
+
+
+@pytest.fixture(scope="module")
+def day():
+    return generate_day(DAY0, 20000, seed=7)
+
+
+def test_deterministic_per_seed_and_day(day):
+    again, oracle = generate_day(DAY0, 20000, seed=7)
+    pd.testing.assert_frame_equal(day[0], again)
+    other, _ = generate_day(DAY0, 20000, seed=8)
+    assert not other["amount"].equals(day[0]["amount"])
+
+
+def test_schema_and_fraud_signal(day, card_fraud):
+    features, oracle = day
+    assert set(card_fraud.required_columns) <= set(features.columns)
+    assert features["transaction_id"].is_unique
+    assert 0.01 <= features["is_fraud"].mean() <= 0.03
+    # Oracle is aligned row by row and carries real signal.
+    assert (oracle["transaction_id"] == features["transaction_id"]).all()
+    p = oracle["fraud_probability"].to_numpy()
+    y = features["is_fraud"].to_numpy()
+    assert p[y == 1].mean() > 5 * p[y == 0].mean()
+    assert abs(p.mean() - y.mean()) < 0.005  # labels are drawn from these probabilities
+    for col, vocab in card_fraud.categorical_features.items():
+        assert set(features[col].unique()) <= set(vocab)
+
+
+def test_no_raw_card_numbers(day):
+    features, _ = day
+    assert features["card_token"].str.fullmatch(r"tok_[0-9a-f]{24}").all()
+    for col in features.select_dtypes(include=["string", "object"]).columns:
+        assert not features[col].astype(str).str.contains(PAN).any(), col
+
+
+@pytest.mark.parametrize("defect", DEFECTS)
+def test_each_defect_breaks_what_it_names(day, defect):
+    clean = day[0]
+    bad = inject_defect(clean, defect, seed=1)
+    assert bad is not clean
+    if defect == "nulls":
+        assert bad["amount"].isna().sum() > 0
+    elif defect == "missing_column":
+        assert "merchant_category" not in bad
+    elif defect == "wrong_type":
+        assert not pd.api.types.is_numeric_dtype(bad["amount"])
+    elif defect == "out_of_range":
+        assert (bad["amount"] < 0).any() and (bad["hour"] > 23).any()
+    elif defect == "duplicate_ids":
+        assert not bad["transaction_id"].is_unique
+    elif defect == "raw_card_numbers":
+        assert bad["merchant_descriptor"].str.contains(PAN).sum() > 0
+    elif defect == "label_rate_shift":
+        assert bad["is_fraud"].mean() > 0.08
+    elif defect == "feature_drift":
+        assert bad["amount"].median() > 3 * clean["amount"].median()
+    # The clean frame is never modified in place.
+    assert clean["transaction_id"].is_unique and clean["amount"].notna().all()
+
+
+def test_unknown_defect():
+    with pytest.raises(ValueError, match="unknown defect 'bogus'"):
+        inject_defect(pd.DataFrame({"a": [1]}), "bogus")
+
+
+def test_write_day_is_whole_partition(tmp_path):
+    part = write_day(tmp_path, DAY0, 500)
+    assert [p.name for p in part.iterdir()] == ["part-00000.parquet"]
+    oracle = tmp_path / "_oracle" / "transactions" / "date=2026-01-01" / "part-00000.parquet"
+    assert oracle.exists()
+    df = pd.read_parquet(part)
+    assert len(df) == 500 and "fraud_probability" not in df
+    # Rewriting replaces the partition, leaving no staging directories behind.
+    write_day(tmp_path, DAY0, 300)
+    assert len(pd.read_parquet(part)) == 300
+    assert sorted(p.name for p in (tmp_path / "transactions").iterdir()) == ["date=2026-01-01"]
+    assert np.isfinite(pd.read_parquet(oracle)["fraud_probability"]).all()

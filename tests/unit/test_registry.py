@@ -1,0 +1,80 @@
+"""Registry helpers against a real MLflow store (SQLite, local artifacts) in a temp dir."""
+
+import json
+
+import mlflow
+import pytest
+
+from include.mlops import registry
+from include.mlops.tracking import ensure_experiment
+
+NAME = "fraud-detector"
+
+
+@pytest.fixture
+def client(home):
+    ensure_experiment(home.mlflow_tracking_uri, "t", home.mlflow_artifact_root)
+    mlflow.set_tracking_uri(home.mlflow_tracking_uri)
+    return mlflow.MlflowClient()
+
+
+def new_run(client, tmp_path):
+    exp = client.get_experiment_by_name("t")
+    run = client.create_run(exp.experiment_id)
+    src = tmp_path / run.info.run_id
+    src.mkdir()
+    (src / "MLmodel").write_text("artifact_path: model\n")
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id, src.as_uri()
+
+
+def test_register_is_idempotent_per_run(client, tmp_path):
+    run_id, uri = new_run(client, tmp_path)
+    v1, created1 = registry.register_candidate(client, NAME, uri, run_id, {"data.sha256": "abc"})
+    v2, created2 = registry.register_candidate(client, NAME, uri, run_id, {"data.sha256": "abc", "gate.passed": "true"})
+    assert (created1, created2) == (True, False)
+    assert v1.version == v2.version
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 1
+    assert v2.tags["gate.passed"] == "true"
+    assert str(registry.get_alias(client, NAME, "challenger").version) == str(v1.version)
+    assert registry.get_alias(client, NAME, "champion") is None
+
+
+def test_promote_compare_and_set_history_and_rollback(client, tmp_path):
+    r1, u1 = new_run(client, tmp_path)
+    r2, u2 = new_run(client, tmp_path)
+    v1, _ = registry.register_candidate(client, NAME, u1, r1, {})
+    out = registry.promote(client, NAME, v1.version, expected_champion=None)
+    assert out["promoted"] and out["previous"] is None
+    # Re-running the same promotion is a no-op.
+    assert registry.promote(client, NAME, v1.version, expected_champion=None)["already_champion"]
+
+    v2, _ = registry.register_candidate(client, NAME, u2, r2, {})
+    # A verdict computed before v1 became champion is stale: refuse, leave champion alone.
+    with pytest.raises(registry.StaleVerdictError, match="champion is now 1"):
+        registry.promote(client, NAME, v2.version, expected_champion=None)
+    assert str(registry.get_alias(client, NAME, "champion").version) == str(v1.version)
+
+    registry.promote(client, NAME, v2.version, expected_champion=v1.version, reason="better")
+    assert str(registry.get_alias(client, NAME, "champion").version) == str(v2.version)
+    hist = registry.history(client, NAME)
+    assert [h["version"] for h in hist] == ["1", "2"]
+    assert hist[1]["previous"] == "1" and hist[1]["reason"] == "better"
+
+    back = registry.rollback(client, NAME)
+    assert back == {"champion": "1", "previous": "2"}
+    assert str(registry.get_alias(client, NAME, "champion").version) == "1"
+    assert json.loads(client.get_registered_model(NAME).tags[registry.HISTORY_TAG])[-1]["action"] == "rollback"
+
+
+def test_rollback_errors(client, tmp_path):
+    r1, u1 = new_run(client, tmp_path)
+    v1, _ = registry.register_candidate(client, NAME, u1, r1, {})
+    with pytest.raises(registry.RegistryError, match="no champion to roll back"):
+        registry.rollback(client, NAME)
+    registry.promote(client, NAME, v1.version, None)
+    with pytest.raises(registry.RegistryError, match="no earlier champion"):
+        registry.rollback(client, NAME)
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        registry.rollback(client, NAME, to_version="42")
+    assert str(registry.get_alias(client, NAME, "champion").version) == "1"
