@@ -31,8 +31,12 @@ DEMO_ROWS = 100_000
 DEMO_WINDOW = 3
 
 
-def embedded_env(settings: Settings, api_port: int = 8080) -> dict[str, str]:
-    """Environment for Airflow and the pipeline on the embedded default (unset keys only)."""
+def embedded_env(settings: Settings, api_port: int = 8080, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for Airflow and the pipeline on the embedded default.
+
+    Keys already set in `base` (default: the current environment) win, so production
+    settings pass through untouched.
+    """
     home = settings.home
     airflow_home = home / "airflow"
     defaults = {
@@ -57,7 +61,7 @@ def embedded_env(settings: Settings, api_port: int = 8080) -> dict[str, str]:
         "MLOPS_TRAINER_VENV": str(settings.trainer_venv),
         "PYTHONPATH": str(settings.project_root),
     }
-    env = dict(os.environ)
+    env = dict(os.environ if base is None else base)
     for key, value in defaults.items():
         env.setdefault(key, value)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

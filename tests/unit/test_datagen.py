@@ -16,7 +16,7 @@ def day():
 
 
 def test_deterministic_per_seed_and_day(day):
-    again, oracle = generate_day(DAY0, 20000, seed=7)
+    again, _oracle = generate_day(DAY0, 20000, seed=7)
     pd.testing.assert_frame_equal(day[0], again)
     other, _ = generate_day(DAY0, 20000, seed=8)
     assert not other["amount"].equals(day[0]["amount"])

@@ -15,7 +15,9 @@ def test_evaluate_is_a_single_process():
     assert JobSpec(job="evaluate", args=("--x",)).command()[:4] == ["python", "-m", "include.mlops.trainer", "evaluate"]
 
 
-@pytest.mark.parametrize(("kwargs", "msg"), [({"job": "serve"}, "unknown trainer job"), ({"job": "train", "num_proc": 0}, "num_proc")])
+@pytest.mark.parametrize(
+    ("kwargs", "msg"), [({"job": "serve"}, "unknown trainer job"), ({"job": "train", "num_proc": 0}, "num_proc")]
+)
 def test_bad_spec(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         JobSpec(args=(), **kwargs)
@@ -72,4 +74,6 @@ def test_success_without_result_is_an_error(tmp_path):
     out = tmp_path / "r.json"
     out.write_text("{}")  # a stale result from an earlier attempt must not be taken
     with pytest.raises(TrainerJobError, match="wrote no result"):
-        run_local(JobSpec(job="evaluate", args=()), trainer_venv=venv, project_root=tmp_path, result_path=out, extra_env={})
+        run_local(
+            JobSpec(job="evaluate", args=()), trainer_venv=venv, project_root=tmp_path, result_path=out, extra_env={}
+        )

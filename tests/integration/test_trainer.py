@@ -1,0 +1,161 @@
+"""The trainer program under a real `horovodrun -np 2` (Gloo) with a real MLflow store."""
+
+import datetime as dt
+import json
+import os
+import subprocess
+
+import mlflow
+import pytest
+
+from include.mlops.datagen import write_day
+from include.mlops.launcher import JobSpec, TrainerJobError, run_local
+from tests.conftest import DAY0, ROOT, TRAINER_VENV
+
+pytestmark = pytest.mark.trainer
+DAYS = [DAY0, DAY0 + dt.timedelta(days=1)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    home = tmp_path_factory.mktemp("trainer_home")
+    lake = home / "lake"
+    for d in DAYS:
+        write_day(lake, d, 30000)
+    env = {
+        "MLOPS_LAKE": str(lake),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
+        "MLOPS_MLFLOW_ARTIFACT_ROOT": str(home / "artifacts"),
+        "MLOPS_EXPERIMENT": "trainer-test",
+        "MLOPS_TRAINER_DIGEST_DIR": str(home / "digests"),
+    }
+    args = (
+        "--dataset-config", "datasets/card_fraud.yaml",
+        "--partitions", ",".join(d.isoformat() for d in DAYS),
+        "--epochs", "2",
+        "--batch-size", "256",
+        "--checkpoint-dir", str(home / "ckpt"),
+        "--result-path", str(home / "train.json"),
+        "--tag", "airflow.run_id=test-run",
+    )  # fmt: skip
+    result = run_local(
+        JobSpec(job="train", num_proc=2, args=args),
+        trainer_venv=TRAINER_VENV,
+        project_root=ROOT,
+        result_path=home / "train.json",
+        extra_env=env,
+    )
+    return home, env, args, result
+
+
+def test_two_ranks_stay_in_sync(trained):
+    home, _, _, result = trained
+    assert result["horovod_size"] == 2
+    digests = [json.loads((home / "digests" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert {d["size"] for d in digests} == {2}
+    # Data sharded by rank (different rows), weights identical (broadcast + averaged gradients).
+    assert digests[0]["rows"] + digests[1]["rows"] == result["train_rows"]
+    assert digests[0]["weights_sha256"] == digests[1]["weights_sha256"]
+
+
+def test_rank0_logged_params_metrics_model_and_checkpoints(trained):
+    home, env, _, result = trained
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    run = mlflow.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["horovod_size"] == "2"
+    assert run.data.tags["airflow.run_id"] == "test-run"
+    assert run.data.metrics["throughput_examples_per_sec"] > 0
+    history = mlflow.MlflowClient().get_metric_history(result["run_id"], "train_loss")
+    assert [m.step for m in history] == [1, 2]  # one point per epoch, from rank 0 only
+    assert result["model_uri"].startswith("models:/")
+    assert sorted(p.name for p in (home / "ckpt").iterdir()) == [
+        "epoch-001.weights.h5",
+        "epoch-002.weights.h5",
+        "latest.json",
+    ]
+    # Holdout rows are never trained on.
+    assert result["train_rows"] < 60000 * 0.85
+
+
+def test_resume_from_checkpoint(trained):
+    home, env, args, _ = trained
+    args = [a if a != "2" else "3" for a in args]  # --epochs 3 with the same checkpoint dir
+    args[args.index("--result-path") + 1] = str(home / "resume.json")
+    result = run_local(
+        JobSpec(job="train", num_proc=2, args=(*tuple(args), "--no-log-model")),
+        trainer_venv=TRAINER_VENV,
+        project_root=ROOT,
+        result_path=home / "resume.json",
+        extra_env=env,
+    )
+    assert result["epochs"] == 1  # epochs 1-2 came from the checkpoint
+    assert json.loads((home / "ckpt" / "latest.json").read_text())["epoch"] == 3
+
+
+def test_evaluate_scores_candidate_and_loads_from_mlflow(trained):
+    home, env, _, result = trained
+    out = home / "eval.json"
+    evaluation = run_local(
+        JobSpec(
+            job="evaluate",
+            args=(
+                "--dataset-config",
+                "datasets/card_fraud.yaml",
+                "--partitions",
+                ",".join(d.isoformat() for d in DAYS),
+                "--candidate-uri",
+                result["model_uri"],
+                "--candidate-run-id",
+                result["run_id"],
+                "--result-path",
+                str(out),
+            ),
+        ),
+        trainer_venv=TRAINER_VENV,
+        project_root=ROOT,
+        result_path=out,
+        extra_env=env,
+    )
+    m = evaluation["candidate"]["metrics"]
+    assert evaluation["champion"] is None
+    assert 0.0 <= m["pr_auc"] <= 1.0 and m["roc_auc"] > 0.8  # real signal after 2 short epochs
+    assert m["positives"] == evaluation["holdout_positives"] > 0
+    assert any(k.startswith("channel=") for k in evaluation["candidate"]["slices"])
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    assert mlflow.get_run(result["run_id"]).data.metrics["holdout_pr_auc"] == pytest.approx(m["pr_auc"])
+
+
+def test_bad_arguments_fail_clearly(trained):
+    home, env, _, _ = trained
+    with pytest.raises(TrainerJobError, match="partition 2031-01-01 has no files"):
+        run_local(
+            JobSpec(
+                job="train",
+                num_proc=2,
+                args=("--dataset-config", "datasets/card_fraud.yaml", "--partitions", "2031-01-01"),
+            ),
+            trainer_venv=TRAINER_VENV,
+            project_root=ROOT,
+            result_path=home / "never.json",
+            extra_env=env,
+        )
+    cli = subprocess.run(
+        [
+            str(TRAINER_VENV / "bin" / "python"),
+            "-m",
+            "include.mlops.trainer",
+            "train",
+            "--dataset-config",
+            "x",
+            "--partitions",
+            "p",
+            "--epochs",
+            "0",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 2 and "must be > 0" in cli.stderr

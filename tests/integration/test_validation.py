@@ -1,0 +1,114 @@
+"""Real Great Expectations 1.x runs of the card_fraud suite on generated partitions."""
+
+import datetime as dt
+import hashlib
+import json
+
+import pytest
+
+from include.mlops.datagen import DEFECTS, write_day
+from include.mlops.validation import DataValidationError, quarantine_path, validate_partition, validate_window
+from tests.conftest import DAY0
+
+ROWS = 20000
+# What each defect must trip, by expectation type and column.
+EXPECTED_FAILURE = {
+    "nulls": ("expect_column_values_to_not_be_null", "amount"),
+    "missing_column": ("expect_table_columns_to_match_set", None),
+    "wrong_type": ("expect_column_values_to_be_in_type_list", "amount"),
+    "out_of_range": ("expect_column_values_to_be_between", "hour"),
+    "duplicate_ids": ("expect_column_values_to_be_unique", "transaction_id"),
+    "raw_card_numbers": ("expect_column_values_to_not_match_regex", "merchant_descriptor"),
+    "label_rate_shift": ("expect_column_mean_to_be_between", "is_fraud"),
+    "feature_drift": ("expect_column_median_to_be_between", "amount"),
+}
+
+
+def kwargs(settings):
+    return dict(
+        lake=settings.lake,
+        expectations_dir=settings.expectations_dir,
+        gx_root=settings.gx_root,
+        validation_dir=settings.validation_dir,
+        quarantine_dir=settings.quarantine_dir,
+    )
+
+
+def snapshot(directory):
+    return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in directory.iterdir()}
+
+
+def test_suite_covers_the_dataset_config(card_fraud, home):
+    suite = json.loads((home.expectations_dir / f"{card_fraud.expectation_suite}.json").read_text())
+    by_type = {}
+    for e in suite["expectations"]:
+        by_type.setdefault(e["type"], set()).add(e["kwargs"].get("column"))
+    for col in card_fraud.required_columns:
+        assert col in by_type["expect_column_values_to_not_be_null"], col
+    for col, vocab in card_fraud.categorical_features.items():
+        sets = [
+            e
+            for e in suite["expectations"]
+            if e["type"] == "expect_column_values_to_be_in_set" and e["kwargs"]["column"] == col
+        ]
+        assert sets and sets[0]["kwargs"]["value_set"] == list(vocab), f"suite and config disagree on {col}"
+
+
+def test_clean_partition_passes_and_is_reused(card_fraud, home):
+    part = write_day(home.lake, DAY0, ROWS)
+    before = snapshot(part)
+    first = validate_partition(card_fraud, DAY0, **kwargs(home))
+    assert first.success and first.failed == [] and first.evaluated >= 50
+    assert (
+        first.data_docs and (home.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
+    )
+    assert not quarantine_path(home.quarantine_dir, "card_fraud", DAY0).exists()
+    again = validate_partition(card_fraud, DAY0, **kwargs(home))
+    assert again.reused and again.result_id == first.result_id
+    assert snapshot(part) == before  # validation never touches the data
+
+
+@pytest.mark.parametrize("defect", DEFECTS)
+def test_each_defect_fails_named_and_quarantined(card_fraud, home, defect):
+    day = DAY0 + dt.timedelta(days=3)
+    part = write_day(home.lake, day, ROWS, defect=defect)
+    before = snapshot(part)
+    result = validate_partition(card_fraud, day, **kwargs(home))
+    assert not result.success
+    expectation, column = EXPECTED_FAILURE[defect]
+    assert any(f.expectation == expectation and f.column == column for f in result.failed), [
+        f.describe() for f in result.failed
+    ]
+    q = json.loads(quarantine_path(home.quarantine_dir, "card_fraud", day).read_text())
+    assert q["partition"] == day.isoformat() and q["sha256"] == result.sha256
+    assert any(f["expectation"] == expectation for f in q["failed_expectations"])
+    assert snapshot(part) == before
+    assert [p.name for p in part.iterdir()] == ["part-00000.parquet"]  # nothing written into the partition
+    if defect == "raw_card_numbers":
+        # Counts only: the offending values never reach the record, the docs or the message.
+        text = json.dumps(q) + json.dumps(result.to_dict())
+        assert "REFUND CARD" not in text
+        docs = list((home.gx_root / "gx" / "uncommitted" / "data_docs").rglob("*.html"))
+        assert docs and not any("REFUND CARD" in d.read_text() for d in docs)
+
+
+def test_window_failure_names_every_bad_partition(card_fraud, home):
+    days = [DAY0 + dt.timedelta(days=i) for i in range(3)]
+    write_day(home.lake, days[0], ROWS)
+    write_day(home.lake, days[1], ROWS, defect="nulls")
+    write_day(home.lake, days[2], ROWS, defect="duplicate_ids")
+    with pytest.raises(DataValidationError) as err:
+        validate_window(card_fraud, days, **kwargs(home))
+    message = str(err.value)
+    assert "partition 2026-01-02" in message and "partition 2026-01-03" in message
+    assert "2026-01-01" not in message
+    assert "expect_column_values_to_not_be_null[amount]: 400 of 20000 rows unexpected" in message
+    assert "expect_column_values_to_be_unique[transaction_id]" in message
+
+
+def test_changed_bytes_are_revalidated(card_fraud, home):
+    write_day(home.lake, DAY0, ROWS)
+    assert validate_partition(card_fraud, DAY0, **kwargs(home)).success
+    write_day(home.lake, DAY0, ROWS, defect="out_of_range")  # same day, new bytes
+    result = validate_partition(card_fraud, DAY0, **kwargs(home))
+    assert not result.success and not result.reused
