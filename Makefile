@@ -49,6 +49,7 @@ demo: env trainer-env
 	$(PY) -m include.mlops.cli demo
 
 test: env trainer-env
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 test-fast: env

@@ -187,15 +187,17 @@ def generate_day(day: dt.date, rows: int, seed: int = 7) -> tuple[pd.DataFrame, 
             "channel": pd.array(channel, dtype="string"),
             "merchant_country": pd.array(merchant_country, dtype="string"),
             "amount": amount.astype(np.float64),
-            "hour": hour.astype(np.int32),
+            # Integer columns are int64: GX vectorises range checks only for int64/float64
+            # (int8/int32 columns take a per-row Python path, about 4x slower on 1M rows).
+            "hour": hour.astype(np.int64),
             "distance_from_home_km": distance.astype(np.float64),
-            "card_present": card_present,
-            "new_device": new_device,
-            "velocity_1h": velocity_1h,
-            "velocity_24h": velocity_24h,
-            "account_age_days": account_age,
-            "country_mismatch": country_mismatch,
-            "is_fraud": is_fraud,
+            "card_present": card_present.astype(np.int64),
+            "new_device": new_device.astype(np.int64),
+            "velocity_1h": velocity_1h.astype(np.int64),
+            "velocity_24h": velocity_24h.astype(np.int64),
+            "account_age_days": account_age.astype(np.int64),
+            "country_mismatch": country_mismatch.astype(np.int64),
+            "is_fraud": is_fraud.astype(np.int64),
         }
     )
     oracle = pd.DataFrame({"transaction_id": features["transaction_id"], "fraud_probability": prob.astype(np.float64)})
@@ -236,7 +238,7 @@ def inject_defect(df: pd.DataFrame, defect: str, seed: int = 0) -> pd.DataFrame:
         out.loc[out.index[some], "merchant_descriptor"] = [f"REFUND CARD {_luhn_pan(rng)}" for _ in range(len(some))]
     elif defect == "label_rate_shift":
         flip = rng.random(n) < 0.10
-        out.loc[flip, "is_fraud"] = np.int8(1)
+        out.loc[flip, "is_fraud"] = 1
     elif defect == "feature_drift":
         out["amount"] = np.round(out["amount"] * 6.0, 2)
     return out

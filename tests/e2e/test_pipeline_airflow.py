@@ -9,8 +9,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,10 +20,10 @@ import requests
 
 from include.mlops.datagen import write_day
 from include.mlops.dataset import partitions_sha256
+from include.mlops.localstack import DAG_ID, Stack
 from tests.conftest import DAY0, ROOT, TRAINER_VENV
 
 pytestmark = pytest.mark.e2e
-DAG_ID = "fraud_model_pipeline"
 MODEL = "fraud-detector"
 ROWS = 50000
 LINEAGE_TAGS = [
@@ -44,119 +42,10 @@ LINEAGE_TAGS = [
 FAST = {"window_days": 2, "epochs": 3, "min_pr_auc": 0.2}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Stack:
-    def __init__(self, home: Path):
-        from include.mlops.cli import embedded_env
-        from include.mlops.settings import get_settings
-
-        self.home = home
-        self.port = free_port()
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS", "MLFLOW"))}
-        base.update({"MLOPS_HOME": str(home), "MLOPS_TRAINER_VENV": str(TRAINER_VENV)})
-        old = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(base)
-        try:
-            self.settings = get_settings()
-        finally:
-            os.environ.clear()
-            os.environ.update(old)
-        self.env = embedded_env(self.settings, api_port=self.port, base=base)
-        self.url = f"http://localhost:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.token: str | None = None
-
-    def start(self, timeout: float = 240) -> None:
-        from include.mlops.cli import bootstrap
-
-        old = dict(os.environ)
-        os.environ.update(self.env)
-        try:
-            bootstrap(self.settings)
-        finally:
-            os.environ.clear()
-            os.environ.update(old)
-        self.log = open(self.home / "standalone.log", "w")
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "airflow"), "standalone"],
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.tail()
-            try:
-                health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
-                if health.get("scheduler", {}).get("status") == "healthy" and self.login():
-                    r = self.get(f"/api/v2/dags/{DAG_ID}")
-                    if r.status_code == 200:
-                        return
-            except requests.RequestException:
-                pass
-            time.sleep(3)
-        raise AssertionError("Airflow did not come up:\n" + self.tail())
-
-    def login(self) -> bool:
-        r = requests.post(f"{self.url}/auth/token", json={"username": "admin", "password": "admin"}, timeout=10)
-        if r.status_code in (200, 201):
-            self.token = r.json()["access_token"]
-            return True
-        return False
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def get(self, path: str) -> requests.Response:
-        return requests.get(self.url + path, headers=self.headers(), timeout=30)
-
-    def post(self, path: str, body: dict) -> requests.Response:
-        return requests.post(self.url + path, json=body, headers=self.headers(), timeout=30)
-
-    def trigger(self, conf: dict) -> str:
-        r = self.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
-        assert r.status_code == 200, r.text
-        return r.json()["dag_run_id"]
-
-    def wait(self, run_id: str, timeout: float = 600) -> str:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            state = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
-            if state in ("success", "failed"):
-                return state
-            time.sleep(3)
-        raise AssertionError(f"run {run_id} still {state} after {timeout}s:\n{self.tail()}")
-
-    def task_states(self, run_id: str) -> dict[str, str]:
-        r = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
-        return {t["task_id"]: t["state"] for t in r.json()["task_instances"]}
-
-    def tail(self, n: int = 80) -> str:
-        self.log.flush()
-        return "\n".join((self.home / "standalone.log").read_text().splitlines()[-n:])
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc:
-            self.log.close()
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e_home")
-    s = Stack(home)
+    s = Stack(home, trainer_venv=TRAINER_VENV)
     for i in range(3):
         write_day(s.settings.lake, DAY0 + dt.timedelta(days=i), ROWS)
     s.start()
@@ -259,6 +148,32 @@ def test_rerunning_the_run_creates_no_second_version(stack):
     assert registry_state() == before
 
 
+def test_cli_backfill_trains_on_the_data_interval(stack):
+    """`airflow backfill create` makes runs whose data interval picks the partition."""
+    day = DAY0 + dt.timedelta(days=1)
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "airflow"), "backfill", "create", "--dag-id", DAG_ID,
+            "--from-date", day.isoformat(), "--to-date", day.isoformat(),
+            "--dag-run-conf", json.dumps({**FAST, "window_days": 1}),
+        ],
+        env=stack.env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        runs = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns?run_type=backfill").json()["dag_runs"]
+        if runs and runs[0]["state"] in ("success", "failed"):
+            break
+        time.sleep(3)
+    assert len(runs) == 1 and runs[0]["state"] == "success", stack.tail()
+    assert runs[0]["data_interval_start"].startswith(day.isoformat())
+    plan = stack.get(
+        f"/api/v2/dags/{DAG_ID}/dagRuns/{runs[0]['dag_run_id']}/taskInstances/plan/xcomEntries/return_value"
+    ).json()
+    assert plan["value"]["partitions"] == [day.isoformat()]
+
+
 def test_defective_partition_fails_validation_and_leaves_registry_alone(stack):
     day = DAY0 + dt.timedelta(days=3)
     part = write_day(stack.settings.lake, day, ROWS, defect="raw_card_numbers")
@@ -274,3 +189,11 @@ def test_defective_partition_fails_validation_and_leaves_registry_alone(stack):
     assert record["failed_expectations"][0]["column"] == "merchant_descriptor"
     assert registry_state() == before
     assert hashlib.sha256((part / "part-00000.parquet").read_bytes()).hexdigest() == data_before
+
+
+def test_ui_plugin_links_to_mlflow(stack):
+    plugins = stack.get("/api/v2/plugins").json()["plugins"]
+    ours = next(p for p in plugins if p["name"] == "mlops_links")
+    views = {v["name"]: v for v in ours["external_views"]}
+    assert views["MLflow"]["destination"] == "nav"
+    assert views["Model registry"]["href"].endswith("/#/models")

@@ -1,0 +1,70 @@
+"""The card_fraud suite's checks written directly in pandas: the baseline GX is compared with.
+
+Interprets the same suite JSON (the expectation types the suite uses) so both sides check
+exactly the same things; the benchmark also asserts that both reach the same verdicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+
+def _between(series: pd.Series, lo: Any, hi: Any) -> pd.Series:
+    ok = pd.Series(True, index=series.index)
+    if lo is not None:
+        ok &= series >= lo
+    if hi is not None:
+        ok &= series <= hi
+    return ok
+
+
+def run_checks(df: pd.DataFrame, suite: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for exp in suite["expectations"]:
+        kind, kw = exp["type"], exp["kwargs"]
+        col = kw.get("column")
+        unexpected = None
+        if col is not None and col not in df:
+            out.append({"type": kind, "column": col, "success": False, "unexpected_count": None})
+            continue
+        s = df[col] if col is not None else None
+        if kind == "expect_table_row_count_to_be_between":
+            success = bool(_between(pd.Series([len(df)]), kw.get("min_value"), kw.get("max_value")).all())
+        elif kind == "expect_table_columns_to_match_set":
+            success = set(df.columns) == set(kw["column_set"])
+        elif kind == "expect_column_values_to_be_in_type_list":
+            names = {str(s.dtype), type(s.dtype).__name__}
+            success = bool(names & set(kw["type_list"]))
+        elif kind == "expect_column_values_to_not_be_null":
+            unexpected = int(s.isna().sum())
+            success = unexpected == 0
+        elif kind == "expect_column_values_to_be_unique":
+            nn = s.dropna()
+            unexpected = int(nn.duplicated(keep=False).sum())
+            success = unexpected == 0
+        elif kind == "expect_column_values_to_be_between":
+            nn = s.dropna()
+            unexpected = int((~_between(nn, kw.get("min_value"), kw.get("max_value"))).sum())
+            success = unexpected == 0
+        elif kind == "expect_column_values_to_be_in_set":
+            nn = s.dropna()
+            unexpected = int((~nn.isin(kw["value_set"])).sum())
+            success = unexpected == 0
+        elif kind == "expect_column_values_to_match_regex":
+            nn = s.dropna().astype(str)
+            unexpected = int((~nn.str.contains(kw["regex"], regex=True)).sum())
+            success = unexpected == 0
+        elif kind == "expect_column_values_to_not_match_regex":
+            nn = s.dropna().astype(str)
+            unexpected = int(nn.str.contains(kw["regex"], regex=True).sum())
+            success = unexpected == 0
+        elif kind == "expect_column_mean_to_be_between":
+            success = bool(_between(pd.Series([s.mean()]), kw.get("min_value"), kw.get("max_value")).all())
+        elif kind == "expect_column_median_to_be_between":
+            success = bool(_between(pd.Series([s.median()]), kw.get("min_value"), kw.get("max_value")).all())
+        else:
+            raise ValueError(f"no pandas implementation of {kind}")
+        out.append({"type": kind, "column": col, "success": success, "unexpected_count": unexpected})
+    return out

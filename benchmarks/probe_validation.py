@@ -1,0 +1,71 @@
+"""One validation in its own process: `python -m benchmarks.probe_validation gx|pandas LAKE DATE`.
+
+Prints JSON: seconds (read + checks), rows, success, peak RSS of this process in MiB.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    engine, lake, day = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    from include.mlops.dataset import load_dataset_config, parse_date
+    from include.mlops.settings import get_settings
+
+    settings = get_settings()
+    cfg = load_dataset_config(settings.dataset_config_path("card_fraud"))
+    suite = json.loads((settings.expectations_dir / f"{cfg.expectation_suite}.json").read_text())
+    if engine == "gx":
+        import great_expectations  # noqa: F401 - import cost is not validation cost
+
+        from include.mlops.validation import validate_partition
+
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            result = validate_partition(
+                cfg,
+                parse_date(day),
+                lake=lake,
+                expectations_dir=settings.expectations_dir,
+                gx_root=Path(tmp) / "gx",
+                validation_dir=Path(tmp) / "records",
+                quarantine_dir=Path(tmp) / "quarantine",
+                reuse=False,
+            )
+            seconds = time.perf_counter() - t0
+        verdicts = {(f.expectation, f.column) for f in result.failed}
+        success, rows = result.success, None
+    else:
+        import pandas as pd
+
+        from benchmarks.pandas_checks import run_checks
+
+        t0 = time.perf_counter()
+        df = pd.concat([pd.read_parquet(p) for p in cfg.partition_files(lake, parse_date(day))], ignore_index=True)
+        checks = run_checks(df, suite)
+        seconds = time.perf_counter() - t0
+        verdicts = {(c["type"], c["column"]) for c in checks if not c["success"]}
+        success, rows = not verdicts, len(df)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "success": success,
+                "rows": rows,
+                "peak_mib": peak_mib,
+                "failed": sorted(map(list, verdicts)),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

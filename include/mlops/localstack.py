@@ -1,0 +1,130 @@
+"""A local Airflow 3 stack (``airflow standalone``) driven over the REST API v2.
+
+Used by the end-to-end tests and the benchmarks: an isolated MLOPS_HOME, the embedded
+environment on a free port, JWT login, trigger/wait helpers. Not for production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+DAG_ID = "fraud_model_pipeline"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, home: Path, trainer_venv: Path | None = None):
+        from include.mlops.cli import embedded_env
+        from include.mlops.settings import get_settings
+
+        self.home = home
+        self.port = free_port()
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS", "MLFLOW"))}
+        base["MLOPS_HOME"] = str(home)
+        if trainer_venv:
+            base["MLOPS_TRAINER_VENV"] = str(trainer_venv)
+        old = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(base)
+        try:
+            self.settings = get_settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+        self.env = embedded_env(self.settings, api_port=self.port, base=base)
+        self.url = f"http://localhost:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.token: str | None = None
+
+    def start(self, timeout: float = 240) -> None:
+        from include.mlops.cli import bootstrap
+
+        old = dict(os.environ)
+        os.environ.update(self.env)
+        try:
+            bootstrap(self.settings)
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+        self.log = open(self.home / "standalone.log", "w")
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), "standalone"],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert self.proc.poll() is None, self.tail()
+            try:
+                health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
+                if health.get("scheduler", {}).get("status") == "healthy" and self.login():
+                    r = self.get(f"/api/v2/dags/{DAG_ID}")
+                    if r.status_code == 200:
+                        return
+            except requests.RequestException:
+                pass
+            time.sleep(3)
+        raise AssertionError("Airflow did not come up:\n" + self.tail())
+
+    def login(self) -> bool:
+        r = requests.post(f"{self.url}/auth/token", json={"username": "admin", "password": "admin"}, timeout=10)
+        if r.status_code in (200, 201):
+            self.token = r.json()["access_token"]
+            return True
+        return False
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(self.url + path, headers=self.headers(), timeout=30)
+
+    def post(self, path: str, body: dict) -> requests.Response:
+        return requests.post(self.url + path, json=body, headers=self.headers(), timeout=30)
+
+    def trigger(self, conf: dict) -> str:
+        r = self.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
+        assert r.status_code == 200, r.text
+        return r.json()["dag_run_id"]
+
+    def wait(self, run_id: str, timeout: float = 600) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            state = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
+            if state in ("success", "failed"):
+                return state
+            time.sleep(3)
+        raise AssertionError(f"run {run_id} still {state} after {timeout}s:\n{self.tail()}")
+
+    def task_states(self, run_id: str) -> dict[str, str]:
+        r = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
+        return {t["task_id"]: t["state"] for t in r.json()["task_instances"]}
+
+    def tail(self, n: int = 80) -> str:
+        self.log.flush()
+        return "\n".join((self.home / "standalone.log").read_text().splitlines()[-n:])
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc:
+            self.log.close()
