@@ -6,6 +6,7 @@ import os
 import subprocess
 
 import mlflow
+import pandas as pd
 import pytest
 
 from include.mlops.datagen import write_day
@@ -21,7 +22,13 @@ def trained(tmp_path_factory):
     home = tmp_path_factory.mktemp("trainer_home")
     lake = home / "lake"
     for d in DAYS:
-        write_day(lake, d, 30000)
+        part = write_day(lake, d, 30000)
+        # This producer writes 32-bit integers; the served model must still take int64 later.
+        path = part / "part-00000.parquet"
+        df = pd.read_parquet(path)
+        df.astype({c: "int32" for c in df.columns if pd.api.types.is_integer_dtype(df[c])}).to_parquet(
+            path, index=False
+        )
     env = {
         "MLOPS_LAKE": str(lake),
         "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
@@ -159,3 +166,26 @@ def test_bad_arguments_fail_clearly(trained):
         text=True,
     )
     assert cli.returncode == 2 and "must be > 0" in cli.stderr
+
+
+def test_logged_model_scores_int32_and_int64_producers(trained):
+    """The signature declares long/double, so a producer's narrower ints still score."""
+    home, env, _, result = trained
+    probe = (
+        "import mlflow, pandas as pd, numpy as np, sys\n"
+        f"m = mlflow.pyfunc.load_model('{result['model_uri']}')\n"
+        f"df = pd.read_parquet('{home / 'lake' / 'transactions' / 'date=2026-01-01'}').head(200)\n"
+        "ints = [c for c in df.columns if pd.api.types.is_integer_dtype(df[c])]\n"
+        "a = m.predict(df.astype({c: 'int64' for c in ints}))\n"
+        "b = m.predict(df.astype({c: 'int32' for c in ints}))\n"
+        "assert np.allclose(a, b) and len(a) == 200\n"
+        "print(sorted(m.metadata.get_input_schema().input_types_dict().items())[:3])\n"
+    )
+    out = subprocess.run(
+        [str(TRAINER_VENV / "bin" / "python"), "-c", probe],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]

@@ -72,6 +72,7 @@ def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     import horovod.tensorflow as hvd
     import keras
+    import pandas as pd
     import tensorflow as tf
 
     from include.mlops.dataset import load_dataset_config, parse_date
@@ -201,6 +202,13 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     steady = [h["examples_per_sec"] for h in history[1:]] or [h["examples_per_sec"] for h in history]
     throughput = statistics.median(steady) if steady else 0.0
     sample = shard[dataset.feature_columns].head(20).reset_index(drop=True)
+    # Declare the widest types in the signature (long/double): MLflow then accepts narrower
+    # integer and float columns too, so a producer writing int32 or int64 both score.
+    for col in sample.columns:
+        if pd.api.types.is_integer_dtype(sample[col]):
+            sample[col] = sample[col].astype("int64")
+        elif pd.api.types.is_float_dtype(sample[col]):
+            sample[col] = sample[col].astype("float64")
     return _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, len(train), sample)
 
 
