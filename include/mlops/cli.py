@@ -46,7 +46,9 @@ def embedded_env(settings: Settings, api_port: int = 8080, base: dict[str, str] 
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        # SQLite serialises writers: wait up to 30 s for the lock instead of the default 5 s
+        # (the api-server, scheduler, dag-processor and tasks all write).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}?timeout=30",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
         "AIRFLOW__API__PORT": str(api_port),
@@ -77,6 +79,20 @@ def _airflow(args: list[str], env: dict[str, str], check: bool = True) -> int:
     return rc
 
 
+def _sqlite_wal(conn: str) -> None:
+    """Write-ahead logging on the embedded Airflow DB: readers stop blocking the writer.
+
+    The journal mode is stored in the database file, so this is done once after migration.
+    """
+    if not conn.startswith("sqlite:///"):
+        return
+    import sqlite3
+
+    path = conn.removeprefix("sqlite:///").split("?", 1)[0]
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+
+
 def bootstrap(settings: Settings) -> dict[str, str]:
     from include.mlops.tracking import ensure_experiment
 
@@ -90,6 +106,7 @@ def bootstrap(settings: Settings) -> dict[str, str]:
     stamp = settings.home / "airflow" / ".migrated"
     if not stamp.exists():
         _airflow(["db", "migrate"], env)
+        _sqlite_wal(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
         stamp.write_text(dt.datetime.now(dt.UTC).isoformat())
     os.environ.update({k: env[k] for k in ("MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_ARTIFACT_ROOT")})
     ensure_experiment(settings.mlflow_tracking_uri, settings.experiment, settings.mlflow_artifact_root)

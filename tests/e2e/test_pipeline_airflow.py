@@ -67,6 +67,15 @@ def registry_state() -> dict:
     return {"versions": sorted(str(v.version) for v in versions), "aliases": dict(aliases)}
 
 
+def test_embedded_airflow_db_uses_wal_and_a_lock_timeout(stack):
+    import sqlite3
+
+    conn = stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert conn.endswith("?timeout=30")
+    with sqlite3.connect(conn.removeprefix("sqlite:///").split("?")[0]) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_rest_api_requires_auth_and_valid_params(stack):
     r = requests.post(f"{stack.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": {}}, timeout=10)
     assert r.status_code == 401
