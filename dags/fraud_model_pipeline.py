@@ -55,7 +55,7 @@ def _run_ref():
         ),
         "window_days": Param(3, type="integer", minimum=1, maximum=30, description="Partitions in the training window"),
         "horovod_np": Param(2, type="integer", minimum=1, maximum=64, description="Horovod ranks"),
-        "epochs": Param(6, type="integer", minimum=1, maximum=200),
+        "epochs": Param(12, type="integer", minimum=1, maximum=200),
         "batch_size": Param(512, type="integer", minimum=16, maximum=65536, description="Per-rank batch size"),
         "learning_rate": Param(0.002, type="number", exclusiveMinimum=0, maximum=1),
         "min_pr_auc": Param(0.40, type="number", minimum=0, maximum=1, description="Gate: absolute PR-AUC floor"),

@@ -44,6 +44,8 @@ def trained(tmp_path_factory):
         "--checkpoint-dir", str(home / "ckpt"),
         "--result-path", str(home / "train.json"),
         "--tag", "airflow.run_id=test-run",
+        "--bind-cores",
+        "--threads", "1",
     )  # fmt: skip
     result = run_local(
         JobSpec(job="train", num_proc=2, args=args),
@@ -63,6 +65,10 @@ def test_two_ranks_stay_in_sync(trained):
     # Data sharded by rank (different rows), weights identical (broadcast + averaged gradients).
     assert digests[0]["rows"] + digests[1]["rows"] == result["train_rows"]
     assert digests[0]["weights_sha256"] == digests[1]["weights_sha256"]
+    # --bind-cores: every thread of a rank (TF pools, Horovod's background thread) on its cores.
+    allowed = sorted(os.sched_getaffinity(0))
+    assert digests[0]["thread_cpus"] == [allowed[0]]
+    assert digests[1]["thread_cpus"] == [allowed[1 % len(allowed)]]
 
 
 def test_rank0_logged_params_metrics_model_and_checkpoints(trained):

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--result-path", type=Path, default=None)
 
     train = sub.add_parser("train", parents=[common], help="Horovod data-parallel training")
-    train.add_argument("--epochs", type=_positive(int), default=5)
+    train.add_argument("--epochs", type=_positive(int), default=12)
     train.add_argument("--batch-size", type=_positive(int), default=512)
     train.add_argument("--learning-rate", type=_positive(float), default=2e-3)
     train.add_argument("--pos-weight", type=_positive(float), default=2.0)
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tag", action="append", default=[], help="MLflow run tag KEY=VALUE")
     train.add_argument("--max-steps-per-epoch", type=int, default=0)
     train.add_argument("--no-log-model", action="store_true")
+    train.add_argument("--bind-cores", action="store_true", help="pin each rank to its own --threads cores")
 
     ev = sub.add_parser("evaluate", parents=[common], help="score candidate and champion on the holdout")
     ev.add_argument("--candidate-uri", required=True)
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 tags=_tags(args.tag),
                 max_steps_per_epoch=args.max_steps_per_epoch,
                 log_model=not args.no_log_model,
+                bind_cores=args.bind_cores,
             )
         )
     else:

@@ -38,7 +38,7 @@ class TrainConfig:
     dataset_config: Path
     partitions: list[str]
     lake: Path
-    epochs: int = 5
+    epochs: int = 12
     batch_size: int = 512
     learning_rate: float = 2e-3
     pos_weight: float = 2.0
@@ -50,16 +50,38 @@ class TrainConfig:
     tags: dict[str, str] | None = None
     max_steps_per_epoch: int = 0
     log_model: bool = True
+    bind_cores: bool = False
 
 
-def _configure_threads(threads: int, local_size: int) -> int:
+def _configure_threads(threads: int, local_size: int, local_rank: int, bind_cores: bool) -> int:
     import tensorflow as tf
 
     if threads <= 0:
         threads = max(1, (os.cpu_count() or 1) // max(1, local_size))
+    if bind_cores:
+        # Each rank on its own cores (as a pod's CPU limit would do): ranks stop competing
+        # with each other's TF, tf.data and Horovod threads.
+        allowed = sorted(os.sched_getaffinity(0))
+        mask = {allowed[(local_rank * threads + i) % len(allowed)] for i in range(threads)}
+        # Every thread of the process: Horovod's background thread and TF's pools already run.
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                os.sched_setaffinity(int(tid), mask)
+            except OSError:  # the thread ended meanwhile
+                pass
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     return threads
+
+
+def _thread_affinities() -> list[set[int]]:
+    out = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            out.append(os.sched_getaffinity(int(tid)))
+        except OSError:
+            pass
+    return out
 
 
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -81,7 +103,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
-    threads = _configure_threads(cfg.threads, hvd.local_size())
+    threads = _configure_threads(cfg.threads, hvd.local_size(), hvd.local_rank(), cfg.bind_cores)
     keras.utils.set_random_seed(cfg.seed)
 
     dataset = load_dataset_config(cfg.dataset_config)
@@ -194,7 +216,15 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
             h.update(np.ascontiguousarray(np.asarray(v.numpy())).tobytes())
         Path(digest_dir).mkdir(parents=True, exist_ok=True)
         Path(digest_dir, f"rank-{rank}.json").write_text(
-            json.dumps({"rank": rank, "size": size, "weights_sha256": h.hexdigest(), "rows": len(labels)})
+            json.dumps(
+                {
+                    "rank": rank,
+                    "size": size,
+                    "weights_sha256": h.hexdigest(),
+                    "rows": len(labels),
+                    "thread_cpus": sorted(set().union(*_thread_affinities())),
+                }
+            )
         )
     if rank != 0:
         return None
