@@ -180,6 +180,21 @@ def _find_finished_training(settings: Settings, run: RunRef, sha256: str) -> dic
     }
 
 
+def _launch(spec: Any, settings: Settings, result_path: Path) -> dict[str, Any]:
+    """Run a trainer job with the configured launcher; returns the job's result file."""
+    from include.mlops.launcher import run_local
+
+    if settings.launcher != "local":
+        raise NotImplementedError(f"launcher {settings.launcher!r} is not available in this task")
+    return run_local(
+        spec,
+        trainer_venv=settings.trainer_venv,
+        project_root=settings.project_root,
+        result_path=result_path,
+        extra_env=settings.trainer_env(),
+    )
+
+
 def train(
     plan_: dict[str, Any],
     run: RunRef,
@@ -187,7 +202,7 @@ def train(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Launch Horovod training (or reuse this DAG run's finished training); return references."""
-    from include.mlops.launcher import JobSpec, run_local
+    from include.mlops.launcher import JobSpec
 
     settings = settings or get_settings()
     _check_unchanged(plan_, settings)
@@ -230,15 +245,7 @@ def train(
             f"data.partitions={','.join(plan_['partitions'])}",
         ),
     )
-    if settings.launcher != "local":
-        raise NotImplementedError(f"launcher {settings.launcher!r} is not available in this task")
-    result = run_local(
-        spec,
-        trainer_venv=settings.trainer_venv,
-        project_root=settings.project_root,
-        result_path=out / "train.json",
-        extra_env=settings.trainer_env(),
-    )
+    result = _launch(spec, settings, out / "train.json")
     result["reused"] = False
     return result
 
@@ -247,7 +254,7 @@ def evaluate(
     plan_: dict[str, Any], training: dict[str, Any], run: RunRef, settings: Settings | None = None
 ) -> dict[str, Any]:
     """Score candidate and champion on the same held-out rows (in the trainer environment)."""
-    from include.mlops.launcher import JobSpec, run_local
+    from include.mlops.launcher import JobSpec
 
     settings = settings or get_settings()
     out = settings.runs_dir / run.dag_id / run.safe_run_id
@@ -266,13 +273,7 @@ def evaluate(
             str(out / "evaluation.json"),
         ),
     )
-    return run_local(
-        spec,
-        trainer_venv=settings.trainer_venv,
-        project_root=settings.project_root,
-        result_path=out / "evaluation.json",
-        extra_env=settings.trainer_env(),
-    )
+    return _launch(spec, settings, out / "evaluation.json")
 
 
 def gate(
