@@ -7,13 +7,13 @@ hashes, MLflow run ids, model URIs, registry versions), never data or models.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from include.mlops.dataset import load_dataset_config, parse_date, partitions_sha256, window
+from include.mlops.files import write_json_atomic
 from include.mlops.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -409,9 +409,6 @@ def summarize(
         },
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
     }
-    out = settings.runs_dir / run.dag_id / run.safe_run_id / "summary.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
-    latest = settings.runs_dir / "latest-summary.json"
-    latest.write_text(json.dumps(summary, indent=2))
+    write_json_atomic(settings.runs_dir / run.dag_id / run.safe_run_id / "summary.json", summary)
+    write_json_atomic(settings.runs_dir / "latest-summary.json", summary)
     return summary

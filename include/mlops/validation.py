@@ -18,12 +18,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.mlops.dataset import DatasetConfig, partitions_sha256
+from include.mlops.files import write_json_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,18 +108,6 @@ def load_suite_json(expectations_dir: Path, suite: str) -> tuple[dict[str, Any],
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"expectation suite {suite!r} not found at {path}") from exc
     return json.loads(raw), hashlib.sha256(raw).hexdigest()
-
-
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def record_path(validation_dir: Path, dataset: str, day: dt.date, sha: str, suite_sha: str) -> Path:
@@ -245,12 +233,12 @@ def validate_partition(
         validated_at=dt.datetime.now(dt.UTC).isoformat(),
         airflow_run_id=airflow_run_id,
     )
-    _write_json_atomic(record, outcome.to_dict())
+    write_json_atomic(record, outcome.to_dict())
     qpath = quarantine_path(quarantine_dir, cfg.name, day)
     if success:
         log.info("partition %s passed %d expectations (%s)", day, evaluated, result_id)
     else:
-        _write_json_atomic(
+        write_json_atomic(
             qpath,
             {
                 "dataset": cfg.name,

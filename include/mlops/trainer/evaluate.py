@@ -8,7 +8,6 @@ verdict names exactly the model it was compared with.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -71,6 +70,8 @@ def run_evaluation(
     import mlflow
 
     from include.mlops.dataset import load_dataset_config, parse_date
+    from include.mlops.files import write_json_atomic
+    from include.mlops.registry import get_alias
 
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
@@ -100,7 +101,7 @@ def run_evaluation(
         "champion": None,
     }
 
-    champion = _current_champion(client, dataset.registered_model)
+    champion = get_alias(client, dataset.registered_model, "champion")
     if champion is not None:
         champ_model = mlflow.pyfunc.load_model(f"models:/{dataset.registered_model}/{champion.version}")
         champ_p = np.asarray(champ_model.predict(features)).reshape(-1)
@@ -119,24 +120,10 @@ def run_evaluation(
             )
             mlflow.log_dict(result, "evaluation/evaluation.json")
     if result_path:
-        result_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = result_path.with_name(f".{result_path.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, result_path)
+        write_json_atomic(result_path, result)
     log.info(
         "candidate PR-AUC %.4f; champion %s",
         result["candidate"]["metrics"]["pr_auc"],
         f"v{champion.version} PR-AUC {result['champion']['metrics']['pr_auc']:.4f}" if champion else "none",
     )
     return result
-
-
-def _current_champion(client: Any, name: str) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, "champion")
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            return None
-        raise

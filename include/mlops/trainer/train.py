@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from include.mlops.files import write_json_atomic
+
 log = logging.getLogger("mlops.trainer")
 
 
@@ -82,13 +84,6 @@ def _thread_affinities() -> list[set[int]]:
         except OSError:
             pass
     return out
-
-
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
 
 
 def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
@@ -206,7 +201,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
                 ckpt_dir.mkdir(parents=True, exist_ok=True)
                 weights_file = f"epoch-{epoch + 1:03d}.weights.h5"
                 network.save_weights(ckpt_dir / weights_file)
-                _write_json_atomic(ckpt_dir / "latest.json", {"epoch": epoch + 1, "weights": weights_file})
+                write_json_atomic(ckpt_dir / "latest.json", {"epoch": epoch + 1, "weights": weights_file})
 
     digest_dir = os.environ.get("MLOPS_TRAINER_DIGEST_DIR")
     if digest_dir:
@@ -311,7 +306,7 @@ def _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, train
         "train_rows": train_rows,
     }
     if cfg.result_path:
-        _write_json_atomic(Path(cfg.result_path), result)
+        write_json_atomic(Path(cfg.result_path), result)
     log.info("mlflow run %s, model %s", run.info.run_id, model_uri)
     return result
 
