@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import requests
@@ -91,16 +92,38 @@ class Stack:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def _request(self, method: str, path: str, body: dict | None = None, attempts: int = 4) -> requests.Response:
+        """One REST call, retried on 5xx and timeouts.
+
+        On SQLite every Airflow component writes to one file; when a scheduled run starts at
+        the same moment, a request can wait out the lock and fail with 500 or time out. That
+        is the embedded default's limit (production runs on Postgres); requests made here are
+        idempotent or carry their own run id, so retrying them is safe.
+        """
+        for attempt in range(attempts):
+            try:
+                r = requests.request(method, self.url + path, json=body, headers=self.headers(), timeout=60)
+            except requests.Timeout:
+                if attempt == attempts - 1:
+                    raise
+                continue
+            if r.status_code < 500 or attempt == attempts - 1:
+                return r
+            time.sleep(2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     def get(self, path: str) -> requests.Response:
-        return requests.get(self.url + path, headers=self.headers(), timeout=30)
+        return self._request("GET", path)
 
     def post(self, path: str, body: dict) -> requests.Response:
-        return requests.post(self.url + path, json=body, headers=self.headers(), timeout=30)
+        return self._request("POST", path, body)
 
     def trigger(self, conf: dict) -> str:
-        r = self.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
-        assert r.status_code == 200, r.text
-        return r.json()["dag_run_id"]
+        run_id = f"manual__{uuid.uuid4().hex[:12]}"
+        r = self.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+        # 409: an earlier attempt created the run before its response was lost.
+        assert r.status_code in (200, 409), r.text
+        return run_id
 
     def wait(self, run_id: str, timeout: float = 600) -> str:
         deadline = time.time() + timeout
