@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+from include.mlops.tracking import get_alias
+
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
@@ -36,17 +38,6 @@ class StaleVerdictError(RuntimeError):
 
 class RegistryError(RuntimeError):
     pass
-
-
-def get_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            return None
-        raise
 
 
 def find_version_for_run(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
@@ -79,7 +70,10 @@ def register_candidate(
     if existing is not None:
         version, created = existing, False
     else:
-        version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
+        # A logged model's URI (models:/m-...) names its model id; an MLflow server requires the
+        # id alongside such a source (a direct SQL store does not).
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+        version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id)
         created = True
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 
 def artifact_location(artifact_root: str, experiment: str) -> str:
@@ -30,7 +31,10 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: str | N
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
-    location = artifact_location(artifact_root, experiment) if artifact_root else None
+    # An MLflow server proxies artifacts itself (mlflow-artifacts:/): a local directory would be
+    # one only this machine can write.
+    served = tracking_uri.startswith(("http://", "https://")) and "://" not in (artifact_root or "")
+    location = artifact_location(artifact_root, experiment) if artifact_root and not served else None
     try:
         return client.create_experiment(experiment, artifact_location=location)
     except Exception:
@@ -48,3 +52,15 @@ def client_from_env() -> MlflowClient:
     if uri:
         mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient()
+
+
+def get_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version an alias points at; None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise

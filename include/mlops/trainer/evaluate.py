@@ -71,7 +71,7 @@ def run_evaluation(
 
     from include.mlops.dataset import load_dataset_config, parse_date
     from include.mlops.files import write_json_atomic
-    from include.mlops.registry import get_alias
+    from include.mlops.tracking import get_alias
 
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:

@@ -76,6 +76,28 @@ def _configure_threads(threads: int, local_size: int, local_rank: int, bind_core
     return threads
 
 
+def _pin_device(local_rank: int) -> str:
+    """One GPU per rank (the GPU of its local rank); CPU when the node has none."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "/CPU:0"
+    gpu = gpus[local_rank % len(gpus)]
+    tf.config.set_visible_devices(gpu, "GPU")
+    tf.config.experimental.set_memory_growth(gpu, True)
+    return f"/GPU:{local_rank % len(gpus)}"
+
+
+def _collective(device: str) -> str:
+    """What carries the allreduce: NCCL between GPUs when built with it, else Gloo or MPI."""
+    import horovod.tensorflow as hvd
+
+    if device.startswith("/GPU") and hvd.nccl_built():
+        return "NCCL"
+    return "MPI" if hvd.mpi_enabled() and not hvd.gloo_enabled() else "Gloo"
+
+
 def _thread_affinities() -> list[set[int]]:
     out = []
     for tid in os.listdir("/proc/self/task"):
@@ -98,6 +120,15 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
+    device = _pin_device(hvd.local_rank())  # before any TF op creates the runtime context
+    log.info(
+        "horovod rank %d/%d local_rank %d device %s collective %s",
+        rank,
+        size,
+        hvd.local_rank(),
+        device,
+        _collective(device),
+    )
     threads = _configure_threads(cfg.threads, hvd.local_size(), hvd.local_rank(), cfg.bind_cores)
     keras.utils.set_random_seed(cfg.seed)
 
@@ -249,7 +280,13 @@ def _start_mlflow_run(cfg, dataset, size, threads, steps, train_rows, days):
         os.environ.get("MLOPS_MLFLOW_ARTIFACT_ROOT"),
     )
     mlflow.set_experiment(experiment)
-    tags = {"mlops.job": "train", "mlops.dataset": dataset.name, **(cfg.tags or {})}
+    tags = {
+        "mlops.job": "train",
+        "mlops.dataset": dataset.name,
+        # The commit baked into the trainer image (or passed by the local launcher).
+        "code.git_commit": os.environ.get("MLOPS_GIT_COMMIT", "unknown"),
+        **(cfg.tags or {}),
+    }
     run = mlflow.start_run(run_name=cfg.run_name, tags=tags)
     mlflow.log_params(
         {
@@ -304,6 +341,7 @@ def _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, train
         "epochs": len(history),
         "final_loss": history[-1]["train_loss"] if history else None,
         "train_rows": train_rows,
+        "git_commit": os.environ.get("MLOPS_GIT_COMMIT", "unknown"),
     }
     if cfg.result_path:
         write_json_atomic(Path(cfg.result_path), result)
@@ -312,6 +350,15 @@ def _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, train
 
 
 def _serving_requirements() -> list[str]:
-    from importlib.metadata import version
+    """Pins for serving the model: whichever TensorFlow distribution trained it (CPU or CUDA build)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "tensorflow-cpu", "keras", "pandas", "numpy")]
+    pins = []
+    for pkg in ("mlflow", ("tensorflow-cpu", "tensorflow"), "keras", "pandas", "numpy"):
+        for name in (pkg,) if isinstance(pkg, str) else pkg:
+            try:
+                pins.append(f"{name}=={version(name)}")
+                break
+            except PackageNotFoundError:
+                continue
+    return pins
