@@ -1,10 +1,11 @@
-"""Trainer jobs: one spec, one command, run locally or (later) in a Kubernetes pod.
+"""Trainer jobs: one spec, one command, run locally, in a Kubernetes pod or as an MPIJob.
 
 A ``JobSpec`` renders the exact command line the trainer image runs. The local launcher
 runs that command with the trainer environment's ``bin/`` first on PATH, so ``horovodrun``
 and ``python`` resolve to the trainer virtualenv just as they resolve to the image's
-interpreter in a pod. Results come back by reference: the job writes a small JSON file
-(MLflow run id, model URI), never a model.
+interpreter in a pod (``include.mlops.k8s`` builds the pod and the MPIJob from the same
+spec). Results come back by reference: the job writes a small JSON file (MLflow run id,
+model URI), never a model.
 """
 
 from __future__ import annotations
@@ -45,13 +46,19 @@ class JobSpec:
         if self.num_proc < 1:
             raise ValueError(f"num_proc must be >= 1, got {self.num_proc}")
 
-    def command(self, python: str = "python") -> list[str]:
-        """The command line, identical in the pod and in the local launcher."""
+    def command(self, python: str = "python", *, hostfile: str | None = None) -> list[str]:
+        """The command line, identical in the pod and in the local launcher.
+
+        ``hostfile``: ranks spread over the hosts it lists (the MPIJob launcher's
+        ``/etc/mpi/hostfile``); horovodrun then starts the remote ranks itself.
+        """
         program = [python, "-m", TRAINER_MODULE, self.job, *self.args]
         if self.job != "train":
             return program
         # Training always goes through horovodrun, even with one rank, so that one rank and
         # N ranks exercise the same code path.
+        if hostfile:
+            return ["horovodrun", "-np", str(self.num_proc), "--hostfile", hostfile, *program]
         return ["horovodrun", "-np", str(self.num_proc), "-H", f"localhost:{self.num_proc}", "--gloo", *program]
 
 

@@ -19,6 +19,8 @@ from include.mlops.settings import Settings, get_settings
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from include.mlops.launcher import JobSpec
+
 log = logging.getLogger(__name__)
 
 
@@ -141,19 +143,23 @@ def _check_unchanged(plan_: dict[str, Any], settings: Settings) -> None:
         )
 
 
-def _find_finished_training(settings: Settings, run: RunRef, sha256: str) -> dict[str, Any] | None:
+def _find_finished_training(
+    settings: Settings, run: RunRef, sha256: str, job_name: str | None = None
+) -> dict[str, Any] | None:
+    """This DAG run's finished training run on these bytes (and, if given, this job), if any."""
     import mlflow
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     exp = mlflow.get_experiment_by_name(settings.experiment)
     if exp is None:
         return None
+    job_filter = f" and tags.`mlops.job_name` = '{job_name}'" if job_name else ""
     found = mlflow.search_runs(
         experiment_ids=[exp.experiment_id],
         filter_string=(
             f"tags.`mlops.job` = 'train' and tags.`airflow.dag_id` = '{run.dag_id}' and "
             f"tags.`airflow.run_id` = '{run.run_id}' and tags.`data.sha256` = '{sha256}' and "
-            "attributes.status = 'FINISHED'"
+            f"attributes.status = 'FINISHED'{job_filter}"
         ),
         order_by=["attributes.start_time DESC"],
         max_results=1,
@@ -176,48 +182,78 @@ def _find_finished_training(settings: Settings, run: RunRef, sha256: str) -> dic
         "examples_per_sec": r.data.metrics.get("throughput_examples_per_sec"),
         "epochs": int(r.data.params.get("epochs", 0)),
         "train_rows": int(r.data.params.get("train_rows", 0)),
+        "git_commit": r.data.tags.get("code.git_commit"),
         "reused": True,
     }
 
 
-def _launch(spec: Any, settings: Settings, result_path: Path) -> dict[str, Any]:
-    """Run a trainer job with the configured launcher; returns the job's result file."""
-    from include.mlops.launcher import run_local
-
-    if settings.launcher != "local":
-        raise NotImplementedError(f"launcher {settings.launcher!r} is not available in this task")
-    return run_local(
-        spec,
-        trainer_venv=settings.trainer_venv,
-        project_root=settings.project_root,
-        result_path=result_path,
-        extra_env=settings.trainer_env(),
-    )
+# Where the trainer writes its result inside a pod: the XCom sidecar's shared volume.
+POD_RESULT_PATH = "/airflow/xcom/return.json"
 
 
-def train(
+@dataclass(frozen=True)
+class JobPaths:
+    """Paths as the trainer process sees them: the control plane's disk, or the pod's mounts."""
+
+    dataset_dir: str
+    checkpoint_dir: str
+    result_path: str
+
+
+def job_paths(settings: Settings, run: RunRef, job: str) -> JobPaths:
+    if settings.launcher == "kubernetes":
+        k = settings.kubernetes
+        return JobPaths(
+            dataset_dir=k.dataset_dir,
+            checkpoint_dir=f"{k.checkpoint_path}/{run.dag_id}/{run.safe_run_id}",
+            result_path=POD_RESULT_PATH,
+        )
+    out = settings.runs_dir / run.dag_id / run.safe_run_id
+    return JobPaths(str(settings.datasets_dir), str(out / "checkpoints"), str(out / f"{job}.json"))
+
+
+def checkpoint_fingerprint(plan_: dict[str, Any], params: dict[str, Any]) -> str:
+    """Checkpoints resume only into a run on the same bytes with the same shape of training."""
+    import hashlib
+    import json
+
+    keys = {k: params.get(k) for k in ("batch_size", "learning_rate", "horovod_np")}
+    blob = json.dumps({"sha256": plan_["sha256"], **keys}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def reusable_training(
+    plan_: dict[str, Any], run: RunRef, params: dict[str, Any], settings: Settings
+) -> dict[str, Any] | None:
+    """Checks made before any job starts: data unchanged, and no finished training to reuse."""
+    _check_unchanged(plan_, settings)
+    if params.get("force_retrain"):
+        return None
+    previous = _find_finished_training(settings, run, plan_["sha256"])
+    if previous:
+        log.info("reusing finished training run %s of this DAG run", previous["run_id"])
+    return previous
+
+
+def train_job_spec(
     plan_: dict[str, Any],
     run: RunRef,
     params: dict[str, Any],
-    settings: Settings | None = None,
-) -> dict[str, Any]:
-    """Launch Horovod training (or reuse this DAG run's finished training); return references."""
+    settings: Settings,
+    *,
+    job_name: str,
+    result_path: str | None = None,
+) -> JobSpec:
+    """The training job for this run; the same spec for every launcher."""
     from include.mlops.launcher import JobSpec
 
-    settings = settings or get_settings()
-    _check_unchanged(plan_, settings)
-    if not params.get("force_retrain"):
-        previous = _find_finished_training(settings, run, plan_["sha256"])
-        if previous:
-            log.info("reusing finished training run %s of this DAG run", previous["run_id"])
-            return previous
-    out = settings.runs_dir / run.dag_id / run.safe_run_id
-    spec = JobSpec(
+    paths = job_paths(settings, run, "train")
+    return JobSpec(
         job="train",
         num_proc=int(params["horovod_np"]),
         args=(
             "--dataset-config",
-            str(settings.dataset_config_path(plan_["dataset"])),
+            f"{paths.dataset_dir}/{plan_['dataset']}.yaml",
             "--partitions",
             ",".join(plan_["partitions"]),
             "--epochs",
@@ -227,12 +263,12 @@ def train(
             "--learning-rate",
             str(params["learning_rate"]),
             "--checkpoint-dir",
-            str(out / "checkpoints"),
+            f"{paths.checkpoint_dir}/{checkpoint_fingerprint(plan_, params)}",
             # Local ranks share one machine: pin each to its own cores (2x throughput on 2
             # cores, measured); in a pod the CPU limit plays that role.
             *(["--bind-cores"] if settings.launcher == "local" else []),
             "--result-path",
-            str(out / "train.json"),
+            result_path or paths.result_path,
             "--run-name",
             f"{plan_['dataset']}-{plan_['partition_date']}",
             "--tag",
@@ -243,9 +279,67 @@ def train(
             f"data.sha256={plan_['sha256']}",
             "--tag",
             f"data.partitions={','.join(plan_['partitions'])}",
+            "--tag",
+            f"mlops.job_name={job_name}",
         ),
     )
-    result = _launch(spec, settings, out / "train.json")
+
+
+def evaluate_job_spec(plan_: dict[str, Any], training: dict[str, Any], run: RunRef, settings: Settings) -> JobSpec:
+    from include.mlops.launcher import JobSpec
+
+    paths = job_paths(settings, run, "evaluation")
+    return JobSpec(
+        job="evaluate",
+        args=(
+            "--dataset-config",
+            f"{paths.dataset_dir}/{plan_['dataset']}.yaml",
+            "--partitions",
+            ",".join(plan_["partitions"]),
+            "--candidate-uri",
+            training["model_uri"],
+            "--candidate-run-id",
+            training["run_id"],
+            "--result-path",
+            paths.result_path,
+        ),
+    )
+
+
+def _run_local(spec: JobSpec, settings: Settings) -> dict[str, Any]:
+    """Run a trainer job with the local launcher; returns the job's result file."""
+    from pathlib import Path
+
+    from include.mlops.launcher import run_local
+
+    if settings.launcher != "local":
+        raise RuntimeError(
+            f"MLOPS_LAUNCHER={settings.launcher} runs trainer jobs as Kubernetes pods: the DAG must be parsed "
+            "with the same setting (the scheduler and dag-processor read it too)"
+        )
+    result_path = Path(spec.args[spec.args.index("--result-path") + 1])
+    return run_local(
+        spec,
+        trainer_venv=settings.trainer_venv,
+        project_root=settings.project_root,
+        result_path=result_path,
+        extra_env={**settings.trainer_env(), "MLOPS_GIT_COMMIT": git_commit(settings.project_root)},
+    )
+
+
+def train(
+    plan_: dict[str, Any],
+    run: RunRef,
+    params: dict[str, Any],
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Launch Horovod training (or reuse this DAG run's finished training); return references."""
+    settings = settings or get_settings()
+    previous = reusable_training(plan_, run, params, settings)
+    if previous:
+        return previous
+    spec = train_job_spec(plan_, run, params, settings, job_name=f"local-{run.safe_run_id}")
+    result = _run_local(spec, settings)
     result["reused"] = False
     return result
 
@@ -254,26 +348,8 @@ def evaluate(
     plan_: dict[str, Any], training: dict[str, Any], run: RunRef, settings: Settings | None = None
 ) -> dict[str, Any]:
     """Score candidate and champion on the same held-out rows (in the trainer environment)."""
-    from include.mlops.launcher import JobSpec
-
     settings = settings or get_settings()
-    out = settings.runs_dir / run.dag_id / run.safe_run_id
-    spec = JobSpec(
-        job="evaluate",
-        args=(
-            "--dataset-config",
-            str(settings.dataset_config_path(plan_["dataset"])),
-            "--partitions",
-            ",".join(plan_["partitions"]),
-            "--candidate-uri",
-            training["model_uri"],
-            "--candidate-run-id",
-            training["run_id"],
-            "--result-path",
-            str(out / "evaluation.json"),
-        ),
-    )
-    return _launch(spec, settings, out / "evaluation.json")
+    return _run_local(evaluate_job_spec(plan_, training, run, settings), settings)
 
 
 def gate(
@@ -330,7 +406,8 @@ def register(
         "validation.success": str(bool(validation["success"])).lower(),
         "validation.result_id": ";".join(validation["result_ids"]),
         "validation.suite": validation["suite"],
-        "code.git_commit": git_commit(settings.project_root),
+        # The commit the trainer ran (baked into its image); the control plane's as a fallback.
+        "code.git_commit": training.get("git_commit") or git_commit(settings.project_root),
         "train.horovod_size": str(training["horovod_size"]),
         "train.mlflow_run_id": training["run_id"],
         "gate.passed": str(bool(verdict["passed"])).lower(),
