@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+
+from include.mlops.airflow_tasks import current_run, retry_delay, trainer_step
 
 DOC = """
 ### fraud_model_pipeline
@@ -20,20 +22,15 @@ One run per day of card transactions (the run's data interval), or per `partitio
 2. **validate**: Great Expectations suite `expectations/<suite>.json` on every partition of the
    window. A failing partition is quarantined (record under `<lake>/_quarantine/`), the task
    fails with every failed expectation and its unexpected count, nothing downstream runs.
-3. **train**: Horovod data-parallel training with `horovod_np` ranks (trainer image / trainer
-   virtualenv); rank 0 logs to MLflow. Returns the MLflow run id.
-4. **evaluate**: candidate and current `champion` on the same held-out rows.
+3. **train**: Horovod data-parallel training with `horovod_np` ranks; rank 0 logs to MLflow.
+   Returns the MLflow run id. `MLOPS_LAUNCHER=local`: `horovodrun` in the trainer virtualenv;
+   `kubernetes`: a pod with `horovod_np` GPUs (KubernetesPodOperator), or an MPIJob when the
+   ranks exceed one node's GPUs.
+4. **evaluate**: candidate and current `champion` on the same held-out rows (same launcher).
 5. **gate**: PR-AUC floor, non-regression against the champion, per-slice checks.
 6. **register**: new version of the registered model, alias `challenger`, lineage tags.
 7. **promote**: alias `champion` moves to the candidate only if the gate passed.
 """
-
-
-def _run_ref():
-    from include.mlops.pipeline import RunRef
-
-    ctx = get_current_context()
-    return RunRef(dag_id=ctx["dag"].dag_id, run_id=ctx["run_id"])
 
 
 @dag(
@@ -44,7 +41,7 @@ def _run_ref():
     max_active_runs=1,
     tags=["ml", "fraud", "horovod", "great-expectations", "mlflow"],
     doc_md=DOC,
-    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": retry_delay()},
     params={
         "dataset": Param("card_fraud", type="string", pattern="^[a-z0-9_]+$", description="datasets/<name>.yaml"),
         "partition_date": Param(
@@ -87,21 +84,9 @@ def fraud_model_pipeline():
         from include.mlops.validation import DataValidationError
 
         try:
-            return run_validation(plan, _run_ref())
+            return run_validation(plan, current_run())
         except DataValidationError as exc:
             raise AirflowFailException(str(exc)) from exc
-
-    @task(execution_timeout=timedelta(hours=6))
-    def train(plan: dict, validation: dict, params=None) -> dict:
-        from include.mlops.pipeline import train as run_training
-
-        return run_training(plan, _run_ref(), params)
-
-    @task(execution_timeout=timedelta(hours=1))
-    def evaluate(plan: dict, training: dict) -> dict:
-        from include.mlops.pipeline import evaluate as run_evaluation
-
-        return run_evaluation(plan, training, _run_ref())
 
     @task
     def gate(evaluation: dict, training: dict, params=None) -> dict:
@@ -113,7 +98,7 @@ def fraud_model_pipeline():
     def register(plan: dict, validation: dict, training: dict, verdict: dict) -> dict:
         from include.mlops.pipeline import register as run_register
 
-        return run_register(plan, validation, training, verdict, _run_ref())
+        return run_register(plan, validation, training, verdict, current_run())
 
     @task
     def promote(registration: dict, verdict: dict) -> dict:
@@ -129,12 +114,12 @@ def fraud_model_pipeline():
     def summarize(plan: dict, validation: dict, training: dict, verdict: dict, registration: dict) -> dict:
         from include.mlops.pipeline import summarize as run_summary
 
-        return run_summary(_run_ref(), plan, validation, training, verdict, registration)
+        return run_summary(current_run(), plan, validation, training, verdict, registration)
 
     planned = plan()
     validated = validate(planned)
-    trained = train(planned, validated)
-    evaluated = evaluate(planned, trained)
+    trained = trainer_step("train", plan=planned, validation=validated, execution_timeout=timedelta(hours=6))
+    evaluated = trainer_step("evaluate", plan=planned, training=trained, execution_timeout=timedelta(hours=1))
     verdict = gate(evaluated, trained)
     registered = register(planned, validated, trained, verdict)
     promoted = promote(registered, verdict)

@@ -1,0 +1,65 @@
+"""Trainer steps for the DAG: the same wiring whichever launcher runs them.
+
+``trainer_step("train", ...)`` returns the step's output. With ``MLOPS_LAUNCHER=local`` it is
+a task that runs the job with the local launcher (``horovodrun`` on this machine); with
+``MLOPS_LAUNCHER=kubernetes`` it is a ``TrainerJobOperator`` (the provider's
+KubernetesPodOperator, or an MPIJob). Only the environment is read here: parsing a DAG that
+uses it does no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import get_current_context, task
+
+from include.mlops.settings import launcher_from_env
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from airflow.sdk import XComArg
+
+
+def retry_delay() -> timedelta:
+    """Pause before a task's retry: ``MLOPS_TASK_RETRY_DELAY`` seconds (default 30), read from the environment."""
+    import os
+    from datetime import timedelta
+
+    from include.mlops.settings import SettingsError
+
+    raw = os.environ.get("MLOPS_TASK_RETRY_DELAY", "30")
+    if not raw.isdigit():
+        raise SettingsError(f"MLOPS_TASK_RETRY_DELAY must be a whole number of seconds, got {raw!r}")
+    return timedelta(seconds=int(raw))
+
+
+def current_run():
+    from include.mlops.pipeline import RunRef
+
+    ctx = get_current_context()
+    return RunRef(dag_id=ctx["dag"].dag_id, run_id=ctx["run_id"])
+
+
+def _train_here(plan: dict, validation: dict, params=None) -> dict:
+    from include.mlops.pipeline import train
+
+    return train(plan, current_run(), params)
+
+
+def _evaluate_here(plan: dict, training: dict) -> dict:
+    from include.mlops.pipeline import evaluate
+
+    return evaluate(plan, training, current_run())
+
+
+_LOCAL = {"train": _train_here, "evaluate": _evaluate_here}
+
+
+def trainer_step(job: str, *, execution_timeout: timedelta, **inputs: Any) -> XComArg:
+    """The ``train`` or ``evaluate`` step of a pipeline, run by the configured launcher."""
+    if launcher_from_env() == "kubernetes":
+        from include.mlops.k8s.operators import TrainerJobOperator
+
+        return TrainerJobOperator(task_id=job, job=job, job_inputs=inputs, execution_timeout=execution_timeout).output
+    return task(task_id=job, execution_timeout=execution_timeout)(_LOCAL[job])(**inputs)
