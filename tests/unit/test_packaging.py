@@ -22,6 +22,7 @@ def test_direct_pins_match_their_lock_files():
         ("requirements.txt", "constraints.txt"),
         ("requirements-dev.txt", "constraints.txt"),
         ("requirements-trainer.txt", "constraints-trainer.txt"),
+        ("requirements-lint.txt", "constraints-lint.txt"),
     ]:
         locked = pins(ROOT / lock)
         for name, version in pins(ROOT / req).items():
