@@ -45,3 +45,19 @@ def card_fraud():
 
 
 DAY0 = dt.date(2026, 1, 1)
+
+
+# Every registered version carries these (the lineage the README promises).
+LINEAGE_TAGS = [
+    "airflow.dag_id",
+    "airflow.run_id",
+    "data.interval_start",
+    "data.interval_end",
+    "data.partitions",
+    "data.sha256",
+    "validation.success",
+    "validation.result_id",
+    "code.git_commit",
+    "train.horovod_size",
+    "gate.passed",
+]

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, home: Path, trainer_venv: Path | None = None):
+    def __init__(self, home: Path, trainer_venv: Path | None = None, env: dict[str, str] | None = None):
         from include.mlops.cli import embedded_env
         from include.mlops.settings import get_settings
 
@@ -37,6 +37,7 @@ class Stack:
         base["MLOPS_HOME"] = str(home)
         if trainer_venv:
             base["MLOPS_TRAINER_VENV"] = str(trainer_venv)
+        base.update(env or {})
         old = dict(os.environ)
         os.environ.clear()
         os.environ.update(base)
@@ -137,6 +138,26 @@ class Stack:
     def task_states(self, run_id: str) -> dict[str, str]:
         r = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
         return {t["task_id"]: t["state"] for t in r.json()["task_instances"]}
+
+    def task_log(self, run_id: str, task_id: str, try_number: int = 1) -> str:
+        r = self.get(
+            f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+        )
+        assert r.status_code == 200, r.text
+        lines = []
+        for item in r.json().get("content", []):
+            if not isinstance(item, dict):
+                lines.append(str(item))
+                continue
+            lines.append(str(item.get("event", "")))
+            for error in item.get("error_detail") or []:  # a failed task's exception, in full
+                lines.append(f"{error.get('exc_type')}: {error.get('exc_value')}")
+        return "\n".join(lines)
+
+    def set_task_state(self, run_id: str, task_id: str, state: str) -> requests.Response:
+        return self._request(
+            "PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}", {"new_state": state}
+        )
 
     def tail(self, n: int = 80) -> str:
         self.log.flush()

@@ -21,24 +21,11 @@ import requests
 from include.mlops.datagen import write_day
 from include.mlops.dataset import partitions_sha256
 from include.mlops.localstack import DAG_ID, Stack
-from tests.conftest import DAY0, ROOT, TRAINER_VENV
+from tests.conftest import DAY0, LINEAGE_TAGS, ROOT, TRAINER_VENV
 
 pytestmark = pytest.mark.e2e
 MODEL = "fraud-detector"
 ROWS = 50000
-LINEAGE_TAGS = [
-    "airflow.dag_id",
-    "airflow.run_id",
-    "data.interval_start",
-    "data.interval_end",
-    "data.partitions",
-    "data.sha256",
-    "validation.success",
-    "validation.result_id",
-    "code.git_commit",
-    "train.horovod_size",
-    "gate.passed",
-]
 FAST = {"window_days": 2, "epochs": 3, "min_pr_auc": 0.2}
 
 
