@@ -176,8 +176,11 @@ class KubernetesSettings:
         return cls(
             **values,
             image=image,
-            node_selector=js("NODE_SELECTOR", {f"{gpu}.present": "true"}, dict),
-            tolerations=js("TOLERATIONS", [{"key": gpu, "operator": "Exists", "effect": "NoSchedule"}], list),
+            # GPU nodes by default; with MLOPS_K8S_GPU_RESOURCE empty (CPU-only pods), anywhere.
+            node_selector=js("NODE_SELECTOR", {f"{gpu}.present": "true"} if gpu else {}, dict),
+            tolerations=js(
+                "TOLERATIONS", [{"key": gpu, "operator": "Exists", "effect": "NoSchedule"}] if gpu else [], list
+            ),
             affinity=js("AFFINITY", {}, dict),
             mlflow_tracking_uri=env.get("MLOPS_K8S_MLFLOW_TRACKING_URI", mlflow_tracking_uri),
             deferrable=deferrable == "true",

@@ -202,6 +202,15 @@ def test_settings_shape_the_pod(tmp_path):
     assert r["mpijob"]["spec"]["slotsPerWorker"] == 4
 
 
+def test_cpu_only_pods_request_no_gpu(tmp_path):
+    r = render(tmp_path, MLOPS_K8S_GPU_RESOURCE="", MLOPS_K8S_IMAGE="mlops-trainer-cpu:abcdef1")
+    for container in r["pod"]["spec"]["containers"]:
+        assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+    assert not r["pod"]["spec"].get("nodeSelector") and not r["pod"]["spec"].get("tolerations")
+    worker = r["mpijob"]["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
+    assert set(worker["resources"]["limits"]) == {"cpu", "memory"}
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [

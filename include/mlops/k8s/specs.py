@@ -97,7 +97,7 @@ def env_vars(k: KubernetesSettings, experiment: str) -> list[k8s.V1EnvVar]:
 def resources(cpu: str, memory: str, gpus: int, k: KubernetesSettings, ranks: int = 1) -> k8s.V1ResourceRequirements:
     """Requests equal limits (Guaranteed QoS): a rank never loses its cores to a neighbour."""
     amount = {"cpu": _times(cpu, ranks), "memory": _times(memory, ranks)}
-    if gpus:
+    if gpus and k.gpu_resource:  # an empty gpu_resource: CPU-only pods (the CPU trainer image)
         amount[k.gpu_resource] = str(gpus)
     return k8s.V1ResourceRequirements(requests=dict(amount), limits=dict(amount))
 
