@@ -17,6 +17,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are reports and records others read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
