@@ -9,10 +9,16 @@ Checks, in order:
 
 With no champion yet (the first model), 2 and 3 are recorded as passed with the reason
 "no champion yet", so the verdict says explicitly why nothing was compared.
+
+Fail closed: a missing or non-finite metric (NaN, inf) is a failed check that says which
+model and which metric, never an exception and never a silent pass. Slices that could not be
+compared (scored for one model only, or skipped by the evaluation for too few positives) and
+"no comparable slices" are notes in the verdict.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,10 +54,12 @@ class Verdict:
     checks: list[Check] = field(default_factory=list)
     champion_version: str | None = None
     policy: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def reasons(self) -> list[str]:
-        return [f"{'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}" for c in self.checks]
+        lines = [f"{'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}" for c in self.checks]
+        return lines + [f"NOTE {note}" for note in self.notes]
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -59,29 +67,34 @@ class Verdict:
         return out
 
 
-def _metric(block: dict[str, Any] | None, metric: str, who: str) -> float:
+def _metric(block: dict[str, Any] | None, metric: str) -> tuple[float | None, str | None]:
+    """The metric's value, or None and why it cannot be used (missing, not a number, not finite)."""
     try:
         value = block["metrics"][metric]  # type: ignore[index]
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"{who} evaluation has no metric {metric!r}") from exc
-    if not isinstance(value, int | float):
-        raise ValueError(f"{who} metric {metric!r} is not a number: {value!r}")
-    return float(value)
+    except (KeyError, TypeError):
+        return None, f"has no metric {metric!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, f"metric {metric!r} is not a number: {value!r}"
+    if not math.isfinite(value):
+        return None, f"metric {metric!r} is {value}"
+    return float(value), None
 
 
 def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, policy: GatePolicy) -> Verdict:
     """Verdict for a candidate; `champion` is None when no model holds the champion alias."""
     metric = policy.metric
-    cand = _metric(candidate, metric, "candidate")
-    checks = [
-        Check(
+    cand, cand_problem = _metric(candidate, metric)
+    if cand is None:
+        floor = Check("floor", None, policy.min_pr_auc, False, f"candidate {cand_problem}: cannot be promoted")
+    else:
+        floor = Check(
             name="floor",
             value=cand,
             threshold=policy.min_pr_auc,
             passed=cand >= policy.min_pr_auc,
             detail=f"candidate {metric} {cand:.4f} {'>=' if cand >= policy.min_pr_auc else '<'} floor {policy.min_pr_auc:.4f}",
         )
-    ]
+    checks = [floor]
     if champion is None:
         checks.append(
             Check(
@@ -94,39 +107,80 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, policy: G
         )
         return Verdict(passed=all(c.passed for c in checks), checks=checks, policy=asdict(policy))
 
-    champ = _metric(champion, metric, "champion")
-    threshold = champ - policy.max_regression
-    checks.append(
-        Check(
-            name="non_regression",
-            value=cand,
-            threshold=threshold,
-            passed=cand >= threshold,
-            detail=(
-                f"candidate {metric} {cand:.4f} vs champion v{champion.get('version')} {champ:.4f} "
-                f"(tolerance {policy.max_regression:.4f}, needs >= {threshold:.4f})"
-            ),
-        )
-    )
-    if policy.slice_max_regression is not None:
-        cand_slices = candidate.get("slices") or {}
-        champ_slices = champion.get("slices") or {}
-        for key in sorted(set(cand_slices) & set(champ_slices)):
-            c_val = float(cand_slices[key][metric])
-            h_val = float(champ_slices[key][metric])
-            limit = h_val - policy.slice_max_regression
-            checks.append(
-                Check(
-                    name=f"slice:{key}",
-                    value=c_val,
-                    threshold=limit,
-                    passed=c_val >= limit,
-                    detail=f"{metric} {c_val:.4f} vs champion {h_val:.4f} (needs >= {limit:.4f})",
-                )
+    version = champion.get("version")
+    champ, champ_problem = _metric(champion, metric)
+    if champ is None or cand is None:
+        checks.append(
+            Check(
+                name="non_regression",
+                value=cand,
+                threshold=None,
+                passed=False,
+                detail=(
+                    f"champion v{version} {champ_problem}: nothing to compare against; fix its evaluation or "
+                    "roll back the champion"
+                    if champ is None
+                    else f"candidate {cand_problem}"
+                ),
             )
+        )
+    else:
+        threshold = champ - policy.max_regression
+        checks.append(
+            Check(
+                name="non_regression",
+                value=cand,
+                threshold=threshold,
+                passed=cand >= threshold,
+                detail=(
+                    f"candidate {metric} {cand:.4f} vs champion v{version} {champ:.4f} "
+                    f"(tolerance {policy.max_regression:.4f}, needs >= {threshold:.4f})"
+                ),
+            )
+        )
+    notes: list[str] = []
+    if policy.slice_max_regression is not None:
+        checks += _slice_checks(candidate, champion, policy, notes)
     return Verdict(
         passed=all(c.passed for c in checks),
         checks=checks,
-        champion_version=str(champion.get("version")) if champion.get("version") is not None else None,
+        champion_version=str(version) if version is not None else None,
         policy=asdict(policy),
+        notes=notes,
     )
+
+
+def _slice_checks(
+    candidate: dict[str, Any], champion: dict[str, Any], policy: GatePolicy, notes: list[str]
+) -> list[Check]:
+    metric, limit_drop = policy.metric, policy.slice_max_regression
+    assert limit_drop is not None
+    cand_slices = candidate.get("slices") or {}
+    champ_slices = champion.get("slices") or {}
+    checks = []
+    for key in sorted(set(cand_slices) & set(champ_slices)):
+        c_val, c_problem = _metric({"metrics": cand_slices[key]}, metric)
+        h_val, h_problem = _metric({"metrics": champ_slices[key]}, metric)
+        if c_val is None or h_val is None:
+            who = f"candidate {c_problem}" if c_val is None else f"champion {h_problem}"
+            checks.append(Check(f"slice:{key}", c_val, None, False, f"{who}: cannot compare this slice"))
+            continue
+        limit = h_val - limit_drop
+        checks.append(
+            Check(
+                name=f"slice:{key}",
+                value=c_val,
+                threshold=limit,
+                passed=c_val >= limit,
+                detail=f"{metric} {c_val:.4f} vs champion {h_val:.4f} (needs >= {limit:.4f})",
+            )
+        )
+    for key in sorted(set(cand_slices) ^ set(champ_slices)):
+        side = "candidate" if key in cand_slices else "champion"
+        notes.append(f"slice {key} scored for the {side} only: not compared")
+    skipped = {**(champion.get("slices_skipped") or {}), **(candidate.get("slices_skipped") or {})}
+    for key, positives in sorted(skipped.items()):
+        notes.append(f"slice {key} skipped: {positives} positives in the holdout, too few to score")
+    if not checks:
+        notes.append("no comparable slices: only the overall metric was compared")
+    return checks

@@ -78,11 +78,44 @@ def test_slices_disabled():
     assert decide(cand, champ, policy).passed is True
 
 
-def test_missing_metric_is_a_clear_error():
-    with pytest.raises(ValueError, match="candidate evaluation has no metric 'pr_auc'"):
-        decide({"metrics": {}}, None, POLICY)
-    with pytest.raises(ValueError, match="champion evaluation has no metric"):
-        decide(block(0.5), {"metrics": {"roc_auc": 0.9}}, POLICY)
+def test_missing_metric_is_a_failed_check_with_a_reason():
+    v = decide({"metrics": {}}, None, POLICY)
+    assert v.passed is False and "candidate has no metric 'pr_auc'" in checks(v)["floor"].detail
+    v = decide(block(0.5), {"metrics": {"roc_auc": 0.9}, "version": "4"}, POLICY)
+    assert v.passed is False
+    assert "champion v4 has no metric 'pr_auc'" in checks(v)["non_regression"].detail
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "0.5", None, True])
+def test_non_finite_or_non_numeric_champion_metric_fails_closed(bad):
+    v = decide(block(0.9), block(bad, version="3"), POLICY)
+    assert v.passed is False
+    detail = checks(v)["non_regression"].detail
+    assert detail.startswith("champion v3 metric 'pr_auc'") or detail.startswith("champion v3 has no metric")
+    assert "roll back" in detail
+
+
+def test_nan_candidate_metric_fails_the_floor_and_the_comparison():
+    v = decide(block(float("nan")), block(0.5, version="1"), POLICY)
+    assert v.passed is False
+    assert checks(v)["floor"].passed is False and "is nan" in checks(v)["floor"].detail
+    assert checks(v)["non_regression"].passed is False
+
+
+def test_nan_slice_metric_fails_that_slice():
+    v = decide(block(0.56, {"a=b": float("nan")}), block(0.55, {"a=b": 0.5}, version="2"), POLICY)
+    assert v.passed is False and "cannot compare this slice" in checks(v)["slice:a=b"].detail
+
+
+def test_uncomparable_and_skipped_slices_are_noted():
+    cand = {**block(0.56, {"a=x": 0.5}), "slices_skipped": {"a=y": 7}}
+    champ = block(0.55, {"a=z": 0.5}, version="2")
+    v = decide(cand, champ, POLICY)
+    assert v.passed is True  # notes never fail the gate; only compared slices do
+    assert "NOTE slice a=x scored for the candidate only: not compared" in v.reasons
+    assert "NOTE slice a=z scored for the champion only: not compared" in v.reasons
+    assert "NOTE slice a=y skipped: 7 positives in the holdout, too few to score" in v.reasons
+    assert "NOTE no comparable slices: only the overall metric was compared" in v.reasons
 
 
 @pytest.mark.parametrize("field", ["min_pr_auc", "max_regression", "slice_max_regression"])

@@ -39,24 +39,31 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, max_fpr: float = 0.01) -> dict[
     }
 
 
-def slice_metrics(frame: Any, y: np.ndarray, p: np.ndarray, slices: list[str]) -> dict[str, dict[str, Any]]:
-    """PR-AUC per value of each slice column with enough positives to be meaningful."""
-    from sklearn.metrics import average_precision_score
-
-    out: dict[str, dict[str, Any]] = {}
+def _slice_masks(frame: Any, y: np.ndarray, slices: list[str]):
+    """(key, mask, positives, scorable) for each value of each slice column."""
     for col in slices:
         values = frame[col].astype("string").fillna("<null>").to_numpy()
         for value in sorted(set(values)):
             mask = values == value
             positives = int(y[mask].sum())
-            if positives < MIN_SLICE_POSITIVES or positives == mask.sum():
-                continue
-            out[f"{col}={value}"] = {
-                "pr_auc": float(average_precision_score(y[mask], p[mask])),
-                "rows": int(mask.sum()),
-                "positives": positives,
-            }
-    return out
+            scorable = MIN_SLICE_POSITIVES <= positives < mask.sum()
+            yield f"{col}={value}", mask, positives, scorable
+
+
+def skipped_slices(frame: Any, y: np.ndarray, slices: list[str]) -> dict[str, int]:
+    """Slices too thin to score (fewer than MIN_SLICE_POSITIVES positives, or only positives): key -> positives."""
+    return {key: positives for key, _, positives, ok in _slice_masks(frame, y, slices) if not ok}
+
+
+def slice_metrics(frame: Any, y: np.ndarray, p: np.ndarray, slices: list[str]) -> dict[str, dict[str, Any]]:
+    """PR-AUC per value of each slice column with enough positives to be meaningful."""
+    from sklearn.metrics import average_precision_score
+
+    return {
+        key: {"pr_auc": float(average_precision_score(y[mask], p[mask])), "rows": int(mask.sum()), "positives": pos}
+        for key, mask, pos, ok in _slice_masks(frame, y, slices)
+        if ok
+    }
 
 
 def run_evaluation(
@@ -97,6 +104,7 @@ def run_evaluation(
             "run_id": candidate_run_id,
             "metrics": binary_metrics(y, cand_p),
             "slices": slice_metrics(holdout, y, cand_p, list(dataset.slices)),
+            "slices_skipped": skipped_slices(holdout, y, list(dataset.slices)),
         },
         "champion": None,
     }
