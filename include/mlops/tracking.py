@@ -55,12 +55,18 @@ def client_from_env() -> MlflowClient:
 
 
 def get_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The version an alias points at; None when the model or the alias does not exist."""
+    """The version an alias points at; None only when the model or the alias does not exist.
+
+    Fails closed: any other registry error (unreachable server, permissions, a malformed
+    request) propagates, so nothing downstream mistakes it for "no champion yet".
+    """
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(name, alias)
+        model = client.get_registered_model(name)
     except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
+    version = (model.aliases or {}).get(alias)
+    return client.get_model_version(name, str(version)) if version is not None else None

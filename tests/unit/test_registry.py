@@ -78,3 +78,20 @@ def test_rollback_errors(client, tmp_path):
     with pytest.raises(mlflow.exceptions.MlflowException):
         registry.rollback(client, NAME, to_version="42")
     assert str(registry.get_alias(client, NAME, "champion").version) == "1"
+
+
+def test_alias_lookup_fails_closed_on_registry_errors(client, tmp_path):
+    """Only "does not exist" means no champion; any other error stops the caller."""
+    from mlflow.exceptions import MlflowException
+
+    assert registry.get_alias(client, "no-such-model", "champion") is None
+    run_id, uri = new_run(client, tmp_path)
+    registry.register_candidate(client, NAME, uri, run_id, {})
+    assert registry.get_alias(client, NAME, "champion") is None  # model exists, alias does not
+
+    class Broken:
+        def get_registered_model(self, name):
+            raise MlflowException("invalid name", error_code="INVALID_PARAMETER_VALUE")
+
+    with pytest.raises(MlflowException, match="invalid name"):
+        registry.get_alias(Broken(), NAME, "champion")
