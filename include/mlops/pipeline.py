@@ -37,7 +37,15 @@ class RunRef:
 
     @property
     def safe_run_id(self) -> str:
-        return "".join(c if c.isalnum() or c in "-_." else "_" for c in self.run_id)
+        """A folder name for this run: readable, and unique (a hash of the exact run id).
+
+        Replacing characters alone maps distinct run ids (``a:b``, ``a_b``) to one folder;
+        no dots, so no ``..``.
+        """
+        import hashlib
+
+        readable = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.run_id)[:80]
+        return f"{readable}-{hashlib.sha256(self.run_id.encode()).hexdigest()[:10]}"
 
 
 def git_commit(root: Path) -> str:
@@ -216,9 +224,12 @@ def checkpoint_fingerprint(plan_: dict[str, Any], params: dict[str, Any]) -> str
     """Checkpoints resume only into a run on the same bytes with the same shape of training."""
     import hashlib
     import json
+    import os
 
     keys = {k: params.get(k) for k in ("batch_size", "learning_rate", "horovod_np")}
     blob = json.dumps({"sha256": plan_["sha256"], **keys}, sort_keys=True)
+    if params.get("force_retrain"):  # a forced retrain never resumes: fresh state every time
+        blob += f"/forced/{os.urandom(8).hex()}"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
