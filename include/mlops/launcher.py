@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 from collections import deque
@@ -73,6 +74,22 @@ def local_env(trainer_venv: Path, project_root: Path, extra: dict[str, str]) -> 
     return env
 
 
+def with_parent_death_signal(cmd: list[str]) -> list[str]:
+    """Run ``cmd`` so that it is SIGKILLed when the launching task dies, even by SIGKILL.
+
+    The ranks run in their own session (so a clean stop takes them all with one signal), which
+    also means a task killed outright (OOM killer, lost worker) would leave them running into
+    the retry. ``setpriv --pdeathsig`` (util-linux) makes the kernel kill horovodrun when its
+    parent dies; horovodrun's per-rank middlemen then end the ranks. Without setpriv (not
+    Linux), ranks are only stopped by a clean stop.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        log.warning("setpriv not found: ranks outlive a task killed with SIGKILL")
+        return cmd
+    return [setpriv, "--pdeathsig", "KILL", "--", *cmd]
+
+
 def run_local(
     spec: JobSpec,
     *,
@@ -88,7 +105,7 @@ def run_local(
             f"trainer environment not found at {trainer_venv} (set MLOPS_TRAINER_VENV or run `make trainer-env`)"
         )
     result_path.unlink(missing_ok=True)
-    cmd = spec.command()
+    cmd = with_parent_death_signal(spec.command())
     env = local_env(trainer_venv, project_root, {**extra_env, **spec.env})
     log.info("launching: %s", " ".join(cmd))
     tail: deque[str] = deque(maxlen=60)

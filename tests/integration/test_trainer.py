@@ -3,7 +3,11 @@
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
+import sys
+import textwrap
+import time
 
 import mlflow
 import pandas as pd
@@ -195,3 +199,52 @@ def test_logged_model_scores_int32_and_int64_producers(trained):
         timeout=180,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+RANK_SLEEPER = """
+import os, sys, time
+marker = os.environ["RANK_MARKER"]
+open(os.path.join(marker, f"rank-{os.getpid()}"), "w").close()
+time.sleep(300)
+"""
+
+
+def _alive(pids):
+    return [p for p in pids if os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()]
+
+
+def test_sigkill_of_the_task_leaves_no_rank_running(tmp_path):
+    """The task process dies outright (OOM killer, lost worker): its Horovod ranks die with it."""
+    project = tmp_path / "project"
+    trainer = project / "include" / "mlops" / "trainer"
+    trainer.mkdir(parents=True)
+    for pkg in (project / "include", project / "include" / "mlops", trainer):
+        (pkg / "__init__.py").write_text("")
+    (trainer / "__main__.py").write_text(RANK_SLEEPER)  # ranks that would run for 5 minutes
+    marker = tmp_path / "ranks"
+    marker.mkdir()
+    task = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from include.mlops.launcher import JobSpec, run_local
+        run_local(JobSpec(job="train", args=(), num_proc=2), trainer_venv=Path({str(TRAINER_VENV)!r}),
+                  project_root=Path({str(project)!r}), result_path=Path({str(tmp_path / "r.json")!r}),
+                  extra_env={{"RANK_MARKER": {str(marker)!r}}})
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", task], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 60
+    while len(list(marker.iterdir())) < 2:
+        assert time.time() < deadline and proc.poll() is None, "ranks did not start"
+        time.sleep(0.2)
+    ranks = [int(p.name.split("-")[1]) for p in marker.iterdir()]
+    assert len(_alive(ranks)) == 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    while _alive(ranks) and time.time() < deadline:
+        time.sleep(0.5)
+    left = _alive(ranks)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], f"ranks {left} outlived their SIGKILLed task"
