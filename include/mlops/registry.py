@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -116,18 +117,45 @@ def promote(
     return {"promoted": True, "already_champion": False, "previous": current_version}
 
 
-def rollback(client: MlflowClient, name: str, to_version: str | None = None) -> dict[str, Any]:
-    """Point ``champion`` back at `to_version`, or at the champion before the current one."""
+def champion_stack(entries: list[dict[str, Any]]) -> list[str]:
+    """The champions still "in force" after replaying the history, oldest first.
+
+    A promotion pushes its version; a rollback pops back to its target (or, for an explicit
+    target that was never on the stack, pushes it). So a second rollback goes one step further
+    back instead of restoring the version the first one removed.
+    """
+    stack: list[str] = []
+    for entry in entries:
+        version = str(entry.get("version"))
+        if entry.get("action") == "rollback" and version in stack:
+            del stack[stack.index(version) + 1 :]
+        elif not stack or stack[-1] != version:
+            stack.append(version)
+    return stack
+
+
+def rollback(client: MlflowClient, name: str, to_version: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Point ``champion`` back at `to_version`, or at the champion the current one replaced.
+
+    Repeated rollbacks walk further back through the history. A version that never passed a
+    gate (``gate.passed`` != ``true``) is refused unless ``force``.
+    """
     current = get_alias(client, name, CHAMPION)
     if current is None:
         raise RegistryError(f"{name} has no champion to roll back")
     if to_version is None:
-        entries = [e for e in history(client, name) if e.get("version") != str(current.version)]
-        if not entries:
+        stack = [v for v in champion_stack(history(client, name)) if v != str(current.version)]
+        if not stack:
             raise RegistryError(f"{name}: no earlier champion in {HISTORY_TAG}; pass --to VERSION")
-        to_version = entries[-1]["version"]
-    client.get_model_version(name, str(to_version))  # raises if the version does not exist
-    _move_champion(client, name, str(to_version), {"previous": str(current.version), "action": "rollback"})
+        to_version = stack[-1]
+    target = client.get_model_version(name, str(to_version))  # raises if the version does not exist
+    if target.tags.get("gate.passed") != "true" and not force:
+        raise RegistryError(
+            f"{name} version {to_version} never passed a gate (gate.passed={target.tags.get('gate.passed')!r}); "
+            "pass --force to make it champion anyway"
+        )
+    event = {"previous": str(current.version), "action": "rollback", **({"forced": True} if force else {})}
+    _move_champion(client, name, str(to_version), event)
     return {"champion": str(to_version), "previous": str(current.version)}
 
 
@@ -139,15 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["show", "rollback"])
     parser.add_argument("--name", default="fraud-detector")
     parser.add_argument("--to", default=None, help="version to roll back to (default: previous champion)")
+    parser.add_argument("--force", action="store_true", help="roll back to a version that never passed a gate")
     args = parser.parse_args(argv)
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
     client = client_from_env()
-    if args.command == "rollback":
-        print(json.dumps(rollback(client, args.name, args.to), indent=2))
-        return 0
-    model = client.get_registered_model(args.name)
+    try:
+        if args.command == "rollback":
+            print(json.dumps(rollback(client, args.name, args.to, force=args.force), indent=2))
+            return 0
+        model = client.get_registered_model(args.name)
+    except (RegistryError, MlflowException) as exc:
+        print(f"registry {args.command}: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 2
     print(json.dumps({"name": model.name, "aliases": model.aliases, "history": history(client, args.name)}, indent=2))
     return 0
 

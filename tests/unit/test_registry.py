@@ -43,7 +43,7 @@ def test_register_is_idempotent_per_run(client, tmp_path):
 def test_promote_compare_and_set_history_and_rollback(client, tmp_path):
     r1, u1 = new_run(client, tmp_path)
     r2, u2 = new_run(client, tmp_path)
-    v1, _ = registry.register_candidate(client, NAME, u1, r1, {})
+    v1, _ = registry.register_candidate(client, NAME, u1, r1, {"gate.passed": "true"})
     out = registry.promote(client, NAME, v1.version, expected_champion=None)
     assert out["promoted"] and out["previous"] is None
     # Re-running the same promotion is a no-op.
@@ -95,3 +95,33 @@ def test_alias_lookup_fails_closed_on_registry_errors(client, tmp_path):
 
     with pytest.raises(MlflowException, match="invalid name"):
         registry.get_alias(Broken(), NAME, "champion")
+
+
+def test_rollbacks_walk_back_and_refuse_ungated_versions(client, tmp_path):
+    versions = []
+    for _ in range(3):
+        run_id, uri = new_run(client, tmp_path)
+        v, _ = registry.register_candidate(client, NAME, uri, run_id, {"gate.passed": "true"})
+        registry.promote(client, NAME, v.version, versions[-1] if versions else None)
+        versions.append(str(v.version))
+    assert registry.rollback(client, NAME) == {"champion": versions[1], "previous": versions[2]}
+    # The second rollback goes further back, not to the version the first one removed.
+    assert registry.rollback(client, NAME) == {"champion": versions[0], "previous": versions[1]}
+    with pytest.raises(registry.RegistryError, match="no earlier champion"):
+        registry.rollback(client, NAME)
+    assert str(registry.get_alias(client, NAME, "champion").version) == versions[0]
+
+    run_id, uri = new_run(client, tmp_path)
+    ungated, _ = registry.register_candidate(client, NAME, uri, run_id, {"gate.passed": "false"})
+    with pytest.raises(registry.RegistryError, match="never passed a gate"):
+        registry.rollback(client, NAME, to_version=ungated.version)
+    assert str(registry.get_alias(client, NAME, "champion").version) == versions[0]
+    out = registry.rollback(client, NAME, to_version=ungated.version, force=True)
+    assert out["champion"] == str(ungated.version)
+    assert registry.history(client, NAME)[-1]["forced"] is True
+
+
+def test_registry_cli_errors_are_one_line(home, capsys):
+    assert registry.main(["rollback", "--name", "no-such-model"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "mlflow.store.db" not in line]  # store creation
+    assert err == ["registry rollback: no-such-model has no champion to roll back"]
