@@ -72,9 +72,15 @@ One run per day of card transactions (the run's data interval), or per `partitio
 def fraud_model_pipeline():
     @task
     def plan(data_interval_start=None, params=None) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.mlops.dataset import PartitionNotFoundError
         from include.mlops.pipeline import plan as make_plan
 
-        return make_plan(params["dataset"], params["partition_date"], params["window_days"], data_interval_start)
+        try:
+            return make_plan(params["dataset"], params["partition_date"], params["window_days"], data_interval_start)
+        except PartitionNotFoundError as exc:  # missing data is not fixed by retrying in 30 s
+            raise AirflowFailException(str(exc)) from exc
 
     @task(retries=0)
     def validate(plan: dict) -> dict:

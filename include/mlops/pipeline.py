@@ -12,7 +12,13 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from include.mlops.dataset import load_dataset_config, parse_date, partitions_sha256, window
+from include.mlops.dataset import (
+    PartitionNotFoundError,
+    load_dataset_config,
+    parse_date,
+    partitions_sha256,
+    window,
+)
 from include.mlops.files import write_json_atomic
 from include.mlops.settings import Settings, get_settings
 
@@ -100,7 +106,18 @@ def plan(
     else:
         day = latest_partition(settings, dataset)
     days = window(day, window_days)
-    files = [f for d in days for f in cfg.partition_files(settings.lake, d)]
+    files, missing = [], []
+    for d in days:
+        try:
+            files += cfg.partition_files(settings.lake, d)
+        except PartitionNotFoundError:
+            missing.append(d.isoformat())
+    if missing:
+        raise PartitionNotFoundError(
+            f"run for {day.isoformat()}: no data for {len(missing)} of the {len(days)} partitions of its window "
+            f"({', '.join(missing)}) under {cfg.partition_dir(settings.lake, day).parent}; load them, or trigger "
+            "with partition_date set to a day that has data"
+        )
     start = dt.datetime.combine(days[0], dt.time(), tzinfo=dt.UTC)
     end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     return {
