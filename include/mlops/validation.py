@@ -189,6 +189,69 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
+def expected_columns(suite_json: dict[str, Any]) -> set[str] | None:
+    """The column set the suite's table-level expectation demands, if it has one."""
+    for e in suite_json.get("expectations", []):
+        if e.get("type") == "expect_table_columns_to_match_set" and e.get("kwargs", {}).get("column_set"):
+            return set(e["kwargs"]["column_set"])
+    return None
+
+
+def check_files(files: list[Path], expected: set[str] | None) -> tuple[int, list[FailedExpectation]]:
+    """Per-file checks before the partition is read as one frame: (checks made, failures).
+
+    Each file must be readable parquet (a truncated, empty or CSV file is named with why), have
+    the suite's columns (missing and unexpected ones named), and agree with the partition's
+    first file on every shared column's type (the differing file and columns named).
+    """
+    import pyarrow.parquet as pq
+
+    failures: list[FailedExpectation] = []
+    schemas = {}
+    for path in files:
+        try:
+            schemas[path] = pq.read_schema(path)  # the footer: a truncated, empty or CSV file fails here
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            failures.append(
+                FailedExpectation(
+                    "file_is_readable_parquet",
+                    None,
+                    None,
+                    None,
+                    error=f"{path.name}: not readable as parquet ({reason})",
+                )
+            )
+    for path, schema in schemas.items():
+        names = set(schema.names)
+        if expected is not None and names != expected:
+            missing, unexpected = sorted(expected - names), sorted(names - expected)
+            failures.append(
+                FailedExpectation(
+                    "expect_table_columns_to_match_set",
+                    None,
+                    None,
+                    None,
+                    error=f"{path.name}: missing columns {missing}, unexpected columns {unexpected}",
+                )
+            )
+    if len(schemas) > 1:
+        (first_path, first), *rest = schemas.items()
+        for path, schema in rest:
+            diffs = [
+                f"{f.name} is {f.type} (in {first_path.name}: {first.field(f.name).type})"
+                for f in schema
+                if f.name in first.names and first.field(f.name).type != f.type
+            ]
+            if diffs:
+                failures.append(
+                    FailedExpectation(
+                        "files_share_one_schema", None, None, None, error=f"{path.name}: {'; '.join(diffs)}"
+                    )
+                )
+    return len(files) * (3 if len(files) > 1 else 2), failures
+
+
 def validate_partition(
     cfg: DatasetConfig,
     day: dt.date,
@@ -215,10 +278,15 @@ def validate_partition(
             log.info("partition %s: reusing passing validation %s", day, previous.result_id)
             return previous
 
-    df = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
-    success, result_id, evaluated, failures, docs = run_suite(
-        df, suite_json, gx_root, run_name=f"{cfg.name}:{day.isoformat()}"
-    )
+    checked, file_failures = check_files(files, expected_columns(suite_json))
+    if file_failures:
+        # The files cannot be read as one frame: the suite would only fail on symptoms.
+        success, result_id, evaluated, failures, docs = False, f"files-{sha[:16]}", checked, file_failures, None
+    else:
+        df = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+        success, result_id, evaluated, failures, docs = run_suite(
+            df, suite_json, gx_root, run_name=f"{cfg.name}:{day.isoformat()}"
+        )
     outcome = PartitionValidation(
         dataset=cfg.name,
         partition=day.isoformat(),

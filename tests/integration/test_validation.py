@@ -112,3 +112,56 @@ def test_changed_bytes_are_revalidated(card_fraud, home):
     write_day(home.lake, DAY0, ROWS, defect="out_of_range")  # same day, new bytes
     result = validate_partition(card_fraud, DAY0, **kwargs(home))
     assert not result.success and not result.reused
+
+
+def _break(part, kind):
+    """Damage a partition the way producers do; returns the damaged file's name."""
+    import pandas as pd
+
+    good = part / "part-00000.parquet"
+    if kind == "zero_byte":
+        (part / "part-00001.parquet").write_bytes(b"")
+        return "part-00001.parquet"
+    if kind == "truncated":
+        data = good.read_bytes()
+        (part / "part-00001.parquet").write_bytes(data[: len(data) // 2])
+        return "part-00001.parquet"
+    if kind == "csv_named_parquet":
+        pd.read_parquet(good).head(100).to_csv(part / "part-00001.parquet", index=False)
+        return "part-00001.parquet"
+    frame = pd.read_parquet(good)
+    if kind == "renamed_column":
+        frame.rename(columns={"amount": "amt"}).to_parquet(part / "part-00001.parquet")
+        return "part-00001.parquet"
+    if kind == "second_file_other_types":
+        frame["hour"] = frame["hour"].astype("float64")
+        frame.head(100).to_parquet(part / "part-00001.parquet")
+        return "part-00001.parquet"
+    raise AssertionError(kind)
+
+
+FILE_DEFECTS = {
+    "zero_byte": ("file_is_readable_parquet", "not readable as parquet"),
+    "truncated": ("file_is_readable_parquet", "not readable as parquet"),
+    "csv_named_parquet": ("file_is_readable_parquet", "not readable as parquet"),
+    "renamed_column": ("expect_table_columns_to_match_set", "missing columns ['amount'], unexpected columns ['amt']"),
+    "second_file_other_types": ("files_share_one_schema", "hour is double (in part-00000.parquet: int64)"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FILE_DEFECTS))
+def test_bad_files_fail_validation_naming_the_file(card_fraud, home, kind):
+    day = DAY0 + dt.timedelta(days=5)
+    part = write_day(home.lake, day, ROWS)
+    bad = _break(part, kind)
+    before = snapshot(part)
+    with pytest.raises(DataValidationError) as err:
+        validate_window(card_fraud, [day], **kwargs(home))
+    (result,) = err.value.results
+    expectation, text = FILE_DEFECTS[kind]
+    failure = next(f for f in result.failed if f.expectation == expectation)
+    assert failure.error.startswith(f"{bad}: ") and text in failure.error
+    assert f"{bad}: " in str(err.value) and "Traceback" not in str(err.value)
+    q = json.loads(quarantine_path(home.quarantine_dir, "card_fraud", day).read_text())
+    assert q["sha256"] == result.sha256 and bad in q["files"]
+    assert snapshot(part) == before
