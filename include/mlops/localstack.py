@@ -6,6 +6,7 @@ environment on a free port, JWT login, trigger/wait helpers. Not for production.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -164,11 +165,29 @@ class Stack:
         return "\n".join((self.home / "standalone.log").read_text().splitlines()[-n:])
 
     def stop(self) -> None:
+        """Stop standalone and every process it started.
+
+        Its components start their own sessions, so signalling the process group alone left
+        schedulers and workers running (against the same database) after the stack was gone.
+        """
+        import psutil
+
         if self.proc and self.proc.poll() is None:
+            try:
+                children = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                children = []
             os.killpg(self.proc.pid, signal.SIGTERM)
+            for child in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.terminate()
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+            _, alive = psutil.wait_procs(children, timeout=20)
+            for child in alive:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
         if self.proc:
             self.log.close()

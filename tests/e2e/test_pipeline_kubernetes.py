@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import psutil
 import pytest
 import requests
 
@@ -176,6 +177,13 @@ def pods_of(kube: KubeStandIn, run_id: str, task_id: str) -> list:
     ]
 
 
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def registry_versions() -> list[str]:
     return sorted(str(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name = '{MODEL}'"))
 
@@ -318,7 +326,11 @@ def test_mpijob_failure_fails_the_task_with_the_launcher_log(cluster):
 
 def test_deferrable_mode_hands_the_wait_to_the_triggerer(cluster):
     """MLOPS_K8S_DEFERRABLE=true: the worker creates the pod and defers; the triggerer watches it."""
-    cluster["stack"].stop()
+    old = cluster["stack"]
+    started = [c.pid for c in psutil.Process(old.proc.pid).children(recursive=True)]
+    old.stop()  # every component it started ends too: no scheduler left on the same database
+    alive = [p for p in started if running(p)]
+    assert alive == [], f"processes of the stopped stack still running: {alive}"
     stack = Stack(cluster["home"], trainer_venv=TRAINER_VENV, env={**cluster["env"], "MLOPS_K8S_DEFERRABLE": "true"})
     cluster["stack"] = stack
     stack.start()
