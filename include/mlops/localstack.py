@@ -186,8 +186,9 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             _, alive = psutil.wait_procs(children, timeout=20)
-            for child in alive:
+            for child in alive:  # LocalExecutor's idle workers do not always exit on SIGTERM
                 with contextlib.suppress(psutil.NoSuchProcess):
                     child.kill()
+            psutil.wait_procs(alive, timeout=10)
         if self.proc:
             self.log.close()
