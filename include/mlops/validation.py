@@ -278,6 +278,34 @@ def validate_partition(
             log.info("partition %s: reusing passing validation %s", day, previous.result_id)
             return previous
 
+    qpath = quarantine_path(quarantine_dir, cfg.name, day)
+    held = json.loads(qpath.read_text()) if qpath.exists() else None
+    if held is not None and held.get("sha256") == sha:
+        # Same bytes that were quarantined: blocked until they change or someone releases them.
+        return PartitionValidation(
+            dataset=cfg.name,
+            partition=day.isoformat(),
+            sha256=sha,
+            suite=cfg.expectation_suite,
+            suite_sha256=suite_sha,
+            success=False,
+            result_id=f"quarantined-{sha[:16]}",
+            evaluated=1,
+            failed=[
+                FailedExpectation(
+                    "partition_not_quarantined",
+                    None,
+                    None,
+                    None,
+                    error=(
+                        f"quarantined at {held.get('quarantined_at')} with these bytes; fix the data, or release it: "
+                        f"python -m include.mlops.validation release {cfg.name} {day.isoformat()}"
+                    ),
+                )
+            ],
+            validated_at=dt.datetime.now(dt.UTC).isoformat(),
+            airflow_run_id=airflow_run_id,
+        )
     checked, file_failures = check_files(files, expected_columns(suite_json))
     if file_failures:
         # The files cannot be read as one frame: the suite would only fail on symptoms.
@@ -302,9 +330,10 @@ def validate_partition(
         airflow_run_id=airflow_run_id,
     )
     write_json_atomic(record, outcome.to_dict())
-    qpath = quarantine_path(quarantine_dir, cfg.name, day)
     if success:
         log.info("partition %s passed %d expectations (%s)", day, evaluated, result_id)
+        if held is not None:  # fixed: the quarantine ends, its record stays in the history
+            end_quarantine(qpath, {"cleared_at": outcome.validated_at, "cleared_by_sha256": sha})
     else:
         write_json_atomic(
             qpath,
@@ -326,6 +355,20 @@ def validate_partition(
     return outcome
 
 
+def end_quarantine(qpath: Path, how: dict[str, Any]) -> Path:
+    """Move a quarantine record into the partition's quarantine history; returns its new path."""
+    held = json.loads(qpath.read_text())
+    stamp = next(iter(how.values())).replace(":", "").replace("+", "")
+    kept = qpath.parent / "history" / f"quarantine-{stamp}.json"
+    write_json_atomic(kept, {**held, **how})
+    qpath.unlink()
+    return kept
+
+
+def list_quarantines(quarantine_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(Path(quarantine_dir).glob("*/date=*/quarantine.json"))]
+
+
 def validate_window(cfg: DatasetConfig, days: list[dt.date], **kwargs: Any) -> list[PartitionValidation]:
     """Validate every partition of a training window; raise DataValidationError on any failure.
 
@@ -335,3 +378,41 @@ def validate_window(cfg: DatasetConfig, days: list[dt.date], **kwargs: Any) -> l
     if not all(r.success for r in results):
         raise DataValidationError(results)
     return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m include.mlops.validation list | release DATASET YYYY-MM-DD``."""
+    import argparse
+    import sys
+
+    from include.mlops.dataset import parse_date
+    from include.mlops.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="python -m include.mlops.validation", description="Quarantined partitions")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="partitions in quarantine")
+    release = sub.add_parser("release", help="end a quarantine: the next run validates the partition again")
+    release.add_argument("dataset")
+    release.add_argument("date")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if args.command == "list":
+        for q in list_quarantines(settings.quarantine_dir):
+            failed = "; ".join(FailedExpectation(**f).describe() for f in q.get("failed_expectations", []))
+            print(f"{q['dataset']} {q['partition']} since {q['quarantined_at']}: {failed}")
+        return 0
+    try:
+        qpath = quarantine_path(settings.quarantine_dir, args.dataset, parse_date(args.date))
+    except ValueError as exc:
+        print(f"release: {exc}", file=sys.stderr)
+        return 2
+    if not qpath.exists():
+        print(f"release: {args.dataset} {args.date} is not in quarantine", file=sys.stderr)
+        return 2
+    kept = end_quarantine(qpath, {"released_at": dt.datetime.now(dt.UTC).isoformat()})
+    print(f"released {args.dataset} {args.date}; record kept at {kept}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

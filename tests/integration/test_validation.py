@@ -165,3 +165,37 @@ def test_bad_files_fail_validation_naming_the_file(card_fraud, home, kind):
     q = json.loads(quarantine_path(home.quarantine_dir, "card_fraud", day).read_text())
     assert q["sha256"] == result.sha256 and bad in q["files"]
     assert snapshot(part) == before
+
+
+def test_quarantine_blocks_until_the_bytes_change_then_clears_with_history(card_fraud, home):
+    day = DAY0 + dt.timedelta(days=6)
+    write_day(home.lake, day, ROWS, defect="nulls")
+    assert not validate_partition(card_fraud, day, **kwargs(home)).success
+    qpath = quarantine_path(home.quarantine_dir, "card_fraud", day)
+    assert qpath.exists()
+    again = validate_partition(card_fraud, day, **kwargs(home))  # same bytes: blocked, the suite is not run
+    assert not again.success and again.failed[0].expectation == "partition_not_quarantined"
+    assert "release card_fraud" in again.failed[0].describe()
+    write_day(home.lake, day, ROWS)  # fixed upstream: new bytes
+    fixed = validate_partition(card_fraud, day, **kwargs(home))
+    assert fixed.success and not qpath.exists()
+    (kept,) = (qpath.parent / "history").iterdir()
+    assert json.loads(kept.read_text())["cleared_by_sha256"] == fixed.sha256
+
+
+def test_release_command_lists_and_releases(card_fraud, home, capsys):
+    from include.mlops import validation
+
+    day = DAY0 + dt.timedelta(days=7)
+    write_day(home.lake, day, ROWS, defect="duplicate_ids")
+    assert not validate_partition(card_fraud, day, **kwargs(home)).success
+    assert validation.main(["list"]) == 0
+    assert f"card_fraud {day.isoformat()} since" in capsys.readouterr().out
+    assert validation.main(["release", "card_fraud", day.isoformat()]) == 0
+    assert not quarantine_path(home.quarantine_dir, "card_fraud", day).exists()
+    assert validation.main(["release", "card_fraud", day.isoformat()]) == 2
+    assert capsys.readouterr().err.strip().endswith("is not in quarantine")
+    assert validation.main(["release", "card_fraud", "2026/01/01"]) == 2
+    # Released: the next validation runs the suite again (and fails again on the same bytes).
+    result = validate_partition(card_fraud, day, **kwargs(home))
+    assert any(f.expectation == "expect_column_values_to_be_unique" for f in result.failed)
