@@ -237,17 +237,22 @@ def job_paths(settings: Settings, run: RunRef, job: str) -> JobPaths:
     return JobPaths(str(settings.datasets_dir), str(out / "checkpoints"), str(out / f"{job}.json"))
 
 
-def checkpoint_fingerprint(plan_: dict[str, Any], params: dict[str, Any]) -> str:
-    """Checkpoints resume only into a run on the same bytes with the same shape of training."""
+def checkpoint_fingerprint(plan_: dict[str, Any], params: dict[str, Any], code: str = "") -> str:
+    """Checkpoints resume only into a run on the same bytes, code and shape of training."""
     import hashlib
     import json
     import os
 
     keys = {k: params.get(k) for k in ("batch_size", "learning_rate", "horovod_np")}
-    blob = json.dumps({"sha256": plan_["sha256"], **keys}, sort_keys=True)
+    blob = json.dumps({"sha256": plan_["sha256"], "code": code, **keys}, sort_keys=True)
     if params.get("force_retrain"):  # a forced retrain never resumes: fresh state every time
         blob += f"/forced/{os.urandom(8).hex()}"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _code_version(settings: Settings) -> str:
+    """What code a job runs: the trainer image in a pod, the checkout's commit locally."""
+    return settings.kubernetes.image if settings.launcher == "kubernetes" else git_commit(settings.project_root)
 
 
 def reusable_training(
@@ -291,7 +296,7 @@ def train_job_spec(
             "--learning-rate",
             str(params["learning_rate"]),
             "--checkpoint-dir",
-            f"{paths.checkpoint_dir}/{checkpoint_fingerprint(plan_, params)}",
+            f"{paths.checkpoint_dir}/{checkpoint_fingerprint(plan_, params, _code_version(settings))}",
             # Local ranks share one machine: pin each to its own cores (2x throughput on 2
             # cores, measured); in a pod the CPU limit plays that role.
             *(["--bind-cores"] if settings.launcher == "local" else []),

@@ -87,7 +87,9 @@ def test_rank0_logged_params_metrics_model_and_checkpoints(trained):
     assert [m.step for m in history] == [1, 2]  # one point per epoch, from rank 0 only
     assert result["model_uri"].startswith("models:/")
     assert sorted(p.name for p in (home / "ckpt").iterdir()) == [
+        "epoch-001.optimizer.npz",
         "epoch-001.weights.h5",
+        "epoch-002.optimizer.npz",
         "epoch-002.weights.h5",
         "latest.json",
     ]
@@ -107,7 +109,12 @@ def test_resume_from_checkpoint(trained):
         extra_env=env,
     )
     assert result["epochs"] == 1  # epochs 1-2 came from the checkpoint
-    assert json.loads((home / "ckpt" / "latest.json").read_text())["epoch"] == 3
+    state = json.loads((home / "ckpt" / "latest.json").read_text())
+    assert state["epoch"] == 3
+    # Adam's step count (and so its moments) carried over: 3 epochs of steps, not 1.
+    assert state["optimizer_iterations"] == 3 * state["steps_per_epoch"]
+    digests = [json.loads((home / "digests" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert digests[0]["weights_sha256"] == digests[1]["weights_sha256"]  # both ranks resumed alike
 
 
 def test_evaluate_scores_candidate_and_loads_from_mlflow(trained):

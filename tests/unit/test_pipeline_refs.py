@@ -18,5 +18,6 @@ def test_checkpoints_resume_only_into_the_same_data_and_shape():
     assert checkpoint_fingerprint(plan, dict(params)) == same
     assert checkpoint_fingerprint({"sha256": "b" * 64}, params) != same
     assert checkpoint_fingerprint(plan, {**params, "horovod_np": 4}) != same
+    assert checkpoint_fingerprint(plan, params, code="trainer:abc1234") != same
     forced = {**params, "force_retrain": True}
     assert len({checkpoint_fingerprint(plan, forced) for _ in range(3)} | {same}) == 4  # always fresh

@@ -98,6 +98,42 @@ def _collective(device: str) -> str:
     return "MPI" if hvd.mpi_enabled() and not hvd.gloo_enabled() else "Gloo"
 
 
+def _checkpoint(ckpt_dir: Path, epoch: int, network, optimizer, steps: int) -> None:
+    """Weights and optimizer state of a finished epoch; latest.json is written last, so it only
+    ever names complete files."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    weights_file = f"epoch-{epoch:03d}.weights.h5"
+    optimizer_file = f"epoch-{epoch:03d}.optimizer.npz"
+    network.save_weights(ckpt_dir / weights_file)
+    np.savez(ckpt_dir / optimizer_file, *[np.asarray(v.numpy()) for v in optimizer.variables])
+    state = {
+        "epoch": epoch,
+        "weights": weights_file,
+        "optimizer": optimizer_file,
+        "optimizer_iterations": int(optimizer.iterations.numpy()),
+        "steps_per_epoch": steps,
+    }
+    write_json_atomic(ckpt_dir / "latest.json", state)
+
+
+def _restore(ckpt_dir: Path, network, optimizer) -> int:
+    """Load the newest checkpoint into the network and optimizer; returns the epochs it holds."""
+    state = json.loads((ckpt_dir / "latest.json").read_text())
+    network.load_weights(ckpt_dir / state["weights"])
+    if state.get("optimizer"):
+        with np.load(ckpt_dir / state["optimizer"]) as saved:
+            values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        if [tuple(v.shape) for v in values] == [tuple(v.shape) for v in optimizer.variables]:
+            for var, value in zip(optimizer.variables, values, strict=True):
+                var.assign(value)
+        else:
+            log.warning("checkpoint optimizer state does not fit this optimizer: its moments start fresh")
+    else:
+        log.warning("checkpoint has no optimizer state: its moments start fresh")
+    log.info("resuming from %s (epoch %d done)", state["weights"], int(state["epoch"]))
+    return int(state["epoch"])
+
+
 def _thread_affinities() -> list[set[int]]:
     out = []
     for tid in os.listdir("/proc/self/task"):
@@ -157,15 +193,14 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     optimizer.build(network.trainable_variables)
     loss_fn = keras.losses.BinaryCrossentropy()
 
-    # Resume from the newest checkpoint (a retried task continues where it stopped).
+    # Resume from the newest checkpoint (a retried task continues where it stopped): rank 0
+    # restores weights and optimizer state, then every rank takes its start epoch and
+    # variables from rank 0, so the ranks cannot disagree about where they are.
     start_epoch = 0
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
-    if ckpt_dir and (ckpt_dir / "latest.json").exists():
-        state = json.loads((ckpt_dir / "latest.json").read_text())
-        network.load_weights(ckpt_dir / state["weights"])
-        start_epoch = int(state["epoch"])
-        if rank == 0:
-            log.info("resuming from %s (epoch %d done)", state["weights"], start_epoch)
+    if rank == 0 and ckpt_dir and (ckpt_dir / "latest.json").exists():
+        start_epoch = _restore(ckpt_dir, network, optimizer)
+    start_epoch = int(hvd.broadcast(tf.constant(start_epoch), root_rank=0, name="start_epoch"))
 
     hvd.broadcast_variables([v.value for v in network.variables], root_rank=0)
     hvd.broadcast_variables([v.value for v in optimizer.variables], root_rank=0)
@@ -230,9 +265,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
             )
             if ckpt_dir:
                 ckpt_dir.mkdir(parents=True, exist_ok=True)
-                weights_file = f"epoch-{epoch + 1:03d}.weights.h5"
-                network.save_weights(ckpt_dir / weights_file)
-                write_json_atomic(ckpt_dir / "latest.json", {"epoch": epoch + 1, "weights": weights_file})
+                _checkpoint(ckpt_dir, epoch + 1, network, optimizer, steps)
 
     digest_dir = os.environ.get("MLOPS_TRAINER_DIGEST_DIR")
     if digest_dir:
