@@ -11,19 +11,29 @@ from typing import Any
 import pandas as pd
 
 
-def _between(series: pd.Series, lo: Any, hi: Any) -> pd.Series:
+def _between(series: pd.Series, lo: Any, hi: Any, strict_min: bool = False, strict_max: bool = False) -> pd.Series:
     ok = pd.Series(True, index=series.index)
     if lo is not None:
-        ok &= series >= lo
+        ok &= series > lo if strict_min else series >= lo
     if hi is not None:
-        ok &= series <= hi
+        ok &= series < hi if strict_max else series <= hi
     return ok
 
 
-def run_checks(df: pd.DataFrame, suite: dict[str, Any]) -> list[dict[str, Any]]:
+def _resolve(value: Any, parameters: dict[str, Any]) -> Any:
+    """A suite parameter (``{"$PARAMETER": name}``) takes its value for this partition."""
+    if isinstance(value, dict) and "$PARAMETER" in value:
+        return parameters[value["$PARAMETER"]]
+    return value
+
+
+def run_checks(
+    df: pd.DataFrame, suite: dict[str, Any], parameters: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     out = []
     for exp in suite["expectations"]:
-        kind, kw = exp["type"], exp["kwargs"]
+        kind = exp["type"]
+        kw = {k: _resolve(v, parameters or {}) for k, v in exp["kwargs"].items()}
         col = kw.get("column")
         unexpected = None
         if col is not None and col not in df:
@@ -46,7 +56,10 @@ def run_checks(df: pd.DataFrame, suite: dict[str, Any]) -> list[dict[str, Any]]:
             success = unexpected == 0
         elif kind == "expect_column_values_to_be_between":
             nn = s.dropna()
-            unexpected = int((~_between(nn, kw.get("min_value"), kw.get("max_value"))).sum())
+            within = _between(
+                nn, kw.get("min_value"), kw.get("max_value"), kw.get("strict_min", False), kw.get("strict_max", False)
+            )
+            unexpected = int((~within).sum())
             success = unexpected == 0
         elif kind == "expect_column_values_to_be_in_set":
             nn = s.dropna()

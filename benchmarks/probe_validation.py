@@ -48,7 +48,9 @@ def main() -> int:
 
         t0 = time.perf_counter()
         df = pd.concat([pd.read_parquet(p) for p in cfg.partition_files(lake, parse_date(day))], ignore_index=True)
-        checks = run_checks(df, suite)
+        from include.mlops.validation import partition_parameters
+
+        checks = run_checks(df, suite, partition_parameters(parse_date(day)))
         seconds = time.perf_counter() - t0
         verdicts = {(c["type"], c["column"]) for c in checks if not c["success"]}
         success, rows = not verdicts, len(df)

@@ -56,6 +56,8 @@ DEFECTS = (
     "raw_card_numbers",
     "label_rate_shift",
     "feature_drift",
+    "future_timestamps",
+    "other_day_timestamps",
 )
 INTERCEPT = -5.6
 # Scales every feature effect; sets how separable fraud is (oracle PR-AUC about 0.6).
@@ -241,6 +243,12 @@ def inject_defect(df: pd.DataFrame, defect: str, seed: int = 0) -> pd.DataFrame:
         out.loc[flip, "is_fraud"] = 1
     elif defect == "feature_drift":
         out["amount"] = np.round(out["amount"] * 6.0, 2)
+    elif defect == "future_timestamps":
+        import pandas as pd
+
+        out.loc[out.index[some], "event_time"] = pd.Timestamp("2099-01-01", tz="UTC")
+    elif defect == "other_day_timestamps":
+        out.loc[out.index[some], "event_time"] = out.loc[out.index[some], "event_time"] - np.timedelta64(1, "D")
     return out
 
 

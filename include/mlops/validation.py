@@ -118,8 +118,21 @@ def quarantine_path(quarantine_dir: Path, dataset: str, day: dt.date) -> Path:
     return Path(quarantine_dir) / dataset / f"date={day.isoformat()}" / "quarantine.json"
 
 
+def partition_parameters(day: dt.date, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Suite parameters for one day's partition (``{"$PARAMETER": name}`` in the suite JSON)."""
+    import pandas as pd
+
+    start = pd.Timestamp(day.isoformat(), tz="UTC")
+    now_ts = pd.Timestamp(now or dt.datetime.now(dt.UTC))
+    return {"partition_start": start, "partition_end": min(start + pd.Timedelta(days=1), now_ts)}
+
+
 def run_suite(
-    df: pd.DataFrame, suite_json: dict[str, Any], gx_root: Path, run_name: str
+    df: pd.DataFrame,
+    suite_json: dict[str, Any],
+    gx_root: Path,
+    run_name: str,
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bool, str, int, list[FailedExpectation], str | None]:
     """Validate a DataFrame with GX; returns (success, result id, evaluated, failures, docs)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -154,7 +167,11 @@ def run_suite(
             result_format=RESULT_FORMAT,
         )
     )
-    result = checkpoint.run(batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name))
+    result = checkpoint.run(
+        batch_parameters={"dataframe": df},
+        expectation_parameters=parameters or {},
+        run_id=RunIdentifier(run_name=run_name),
+    )
     ((key, suite_result),) = result.run_results.items()
     failures = []
     for er in suite_result.results:
@@ -313,7 +330,7 @@ def validate_partition(
     else:
         df = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
         success, result_id, evaluated, failures, docs = run_suite(
-            df, suite_json, gx_root, run_name=f"{cfg.name}:{day.isoformat()}"
+            df, suite_json, gx_root, run_name=f"{cfg.name}:{day.isoformat()}", parameters=partition_parameters(day)
         )
     outcome = PartitionValidation(
         dataset=cfg.name,

@@ -9,11 +9,13 @@ import pytest
 from benchmarks.pandas_checks import run_checks
 from benchmarks.run import report, summary, verdict
 from include.mlops.datagen import write_day
-from include.mlops.validation import validate_partition
+from include.mlops.validation import partition_parameters, validate_partition
 from tests.conftest import DAY0
 
 
-@pytest.mark.parametrize("defect", [None, "nulls", "raw_card_numbers", "label_rate_shift"])
+@pytest.mark.parametrize(
+    "defect", [None, "nulls", "raw_card_numbers", "label_rate_shift", "future_timestamps", "other_day_timestamps"]
+)
 def test_pandas_baseline_agrees_with_gx(card_fraud, home, defect):
     day = DAY0 + dt.timedelta(days=5)
     part = write_day(home.lake, day, 20000, defect=defect)
@@ -27,7 +29,7 @@ def test_pandas_baseline_agrees_with_gx(card_fraud, home, defect):
         quarantine_dir=home.quarantine_dir,
     )
     suite = json.loads((home.expectations_dir / "card_fraud.json").read_text())
-    checks = run_checks(pd.read_parquet(part), suite)
+    checks = run_checks(pd.read_parquet(part), suite, partition_parameters(day))
     assert len(checks) == gx.evaluated
     assert {(c["type"], c["column"]) for c in checks if not c["success"]} == {
         (f.expectation, f.column) for f in gx.failed

@@ -21,6 +21,8 @@ EXPECTED_FAILURE = {
     "raw_card_numbers": ("expect_column_values_to_not_match_regex", "merchant_descriptor"),
     "label_rate_shift": ("expect_column_mean_to_be_between", "is_fraud"),
     "feature_drift": ("expect_column_median_to_be_between", "amount"),
+    "future_timestamps": ("expect_column_values_to_be_between", "event_time"),
+    "other_day_timestamps": ("expect_column_values_to_be_between", "event_time"),
 }
 
 
@@ -199,3 +201,19 @@ def test_release_command_lists_and_releases(card_fraud, home, capsys):
     # Released: the next validation runs the suite again (and fails again on the same bytes).
     result = validate_partition(card_fraud, day, **kwargs(home))
     assert any(f.expectation == "expect_column_values_to_be_unique" for f in result.failed)
+
+
+def test_event_time_must_be_a_timestamp(card_fraud, home):
+    import pandas as pd
+
+    day = DAY0 + dt.timedelta(days=8)
+    part = write_day(home.lake, day, ROWS)
+    path = part / "part-00000.parquet"
+    frame = pd.read_parquet(path)
+    frame["event_time"] = frame["event_time"].astype(str)  # a producer that writes text
+    frame.to_parquet(path)
+    result = validate_partition(card_fraud, day, **kwargs(home))
+    assert not result.success
+    assert any(
+        f.expectation == "expect_column_values_to_be_between" and f.column == "event_time" for f in result.failed
+    )
