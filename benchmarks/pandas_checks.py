@@ -73,6 +73,12 @@ def run_checks(
             nn = s.dropna().astype(str)
             unexpected = int(nn.str.contains(kw["regex"], regex=True).sum())
             success = unexpected == 0
+        elif kind == "expect_column_values_to_contain_no_card_numbers":
+            from include.mlops.pii import contains_card_number
+
+            touch = kw.get("letters_may_touch", True)
+            unexpected = int(sum(contains_card_number(v, touch) for v in s.dropna()))
+            success = unexpected == 0
         elif kind == "expect_column_mean_to_be_between":
             success = bool(_between(pd.Series([s.mean()]), kw.get("min_value"), kw.get("max_value")).all())
         elif kind == "expect_column_median_to_be_between":

@@ -47,6 +47,8 @@ class FailedExpectation:
         where = f"[{self.column}]" if self.column else ""
         if self.error:
             detail = f"error: {self.error}"
+        elif self.expectation == "expect_column_values_to_contain_no_card_numbers":
+            detail = f"{self.unexpected_count} of {self.element_count} rows contain a card number (digits not shown)"
         elif self.unexpected_count is not None:
             detail = f"{self.unexpected_count} of {self.element_count} rows unexpected"
         else:
@@ -139,6 +141,8 @@ def run_suite(
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    import include.mlops.gx_expectations  # noqa: F401 - registers the custom expectations the suites use
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     context = gx.get_context(mode="file", project_root_dir=str(gx_root))

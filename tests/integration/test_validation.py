@@ -18,7 +18,7 @@ EXPECTED_FAILURE = {
     "wrong_type": ("expect_column_values_to_be_in_type_list", "amount"),
     "out_of_range": ("expect_column_values_to_be_between", "hour"),
     "duplicate_ids": ("expect_column_values_to_be_unique", "transaction_id"),
-    "raw_card_numbers": ("expect_column_values_to_not_match_regex", "merchant_descriptor"),
+    "raw_card_numbers": ("expect_column_values_to_contain_no_card_numbers", "merchant_descriptor"),
     "label_rate_shift": ("expect_column_mean_to_be_between", "is_fraud"),
     "feature_drift": ("expect_column_median_to_be_between", "amount"),
     "future_timestamps": ("expect_column_values_to_be_between", "event_time"),
@@ -217,3 +217,23 @@ def test_event_time_must_be_a_timestamp(card_fraud, home):
     assert any(
         f.expectation == "expect_column_values_to_be_between" and f.column == "event_time" for f in result.failed
     )
+
+
+@pytest.mark.parametrize("pan", ["REFUNDCARD4539588765432105X", "REF 4539.5887.6543.2105"])
+def test_card_numbers_in_any_punctuation_fail_as_card_numbers(card_fraud, home, pan):
+    import pandas as pd
+
+    day = DAY0 + dt.timedelta(days=9)
+    part = write_day(home.lake, day, ROWS)
+    path = part / "part-00000.parquet"
+    frame = pd.read_parquet(path)
+    frame.loc[frame.index[:7], "merchant_descriptor"] = pan
+    frame.to_parquet(path)
+    with pytest.raises(DataValidationError) as err:
+        validate_window(card_fraud, [day], **kwargs(home))
+    message = str(err.value)
+    assert "expect_column_values_to_contain_no_card_numbers[merchant_descriptor]" in message
+    assert "7 of 20000 rows contain a card number (digits not shown)" in message
+    digits = "4539588765432105"
+    record = quarantine_path(home.quarantine_dir, "card_fraud", day).read_text()
+    assert digits[:8] not in message and digits[:8] not in record and "5887.6543" not in record
