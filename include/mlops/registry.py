@@ -2,7 +2,10 @@
 
 Aliases, not stages: every candidate gets ``challenger``; ``champion`` moves only through
 ``promote`` (compare-and-set against the champion the gate compared with) or ``rollback``.
-Each move of ``champion`` is appended to the registered model's ``champion.history`` tag.
+Each move of ``champion`` is recorded first, as its own small registered-model tag
+(``champion.move.<n>``), and only then does the alias move; ``previous-champion`` names the
+version it replaced. One tag per move keeps every write small: MLflow's SQL stores declare tag
+values 5000 characters, which PostgreSQL enforces.
 
 CLI::
 
@@ -29,8 +32,10 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-HISTORY_TAG = "champion.history"
-HISTORY_LIMIT = 50
+PREVIOUS_CHAMPION = "previous-champion"
+HISTORY_TAG = "champion.history"  # the single growing tag of earlier versions: read, never written
+MOVE_TAG_PREFIX = "champion.move."
+REASON_LIMIT = 1000  # the full verdict is the candidate run's gate/verdict.json artifact
 
 
 class StaleVerdictError(RuntimeError):
@@ -84,16 +89,25 @@ def register_candidate(
 
 
 def history(client: MlflowClient, name: str) -> list[dict[str, Any]]:
-    raw = client.get_registered_model(name).tags.get(HISTORY_TAG)
-    return json.loads(raw) if raw else []
+    """Every move of ``champion``, oldest first."""
+    tags = client.get_registered_model(name).tags
+    legacy = json.loads(tags[HISTORY_TAG]) if tags.get(HISTORY_TAG) else []
+    moves = [json.loads(tags[k]) for k in sorted(k for k in tags if k.startswith(MOVE_TAG_PREFIX))]
+    return legacy + moves
 
 
 def _move_champion(client: MlflowClient, name: str, version: str, event: dict[str, Any]) -> None:
+    """Record the move, then move the pointers: a crash in between leaves a record a retry can see."""
+    tags = client.get_registered_model(name).tags
+    number = 1 + max((int(k[len(MOVE_TAG_PREFIX) :]) for k in tags if k.startswith(MOVE_TAG_PREFIX)), default=0)
+    entry = {"version": str(version), "at": dt.datetime.now(dt.UTC).isoformat(), **event}
+    if isinstance(entry.get("reason"), str) and len(entry["reason"]) > REASON_LIMIT:
+        entry["reason"] = entry["reason"][: REASON_LIMIT - 1] + "…"
+    client.set_registered_model_tag(name, f"{MOVE_TAG_PREFIX}{number:06d}", json.dumps(entry))
+    if event.get("previous"):
+        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, str(event["previous"]))
     client.set_registered_model_alias(name, CHAMPION, version)
-    entries = history(client, name)
-    entries.append({"version": str(version), "at": dt.datetime.now(dt.UTC).isoformat(), **event})
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(entries[-HISTORY_LIMIT:]))
-    client.set_model_version_tag(name, version, "champion.promoted_at", entries[-1]["at"])
+    client.set_model_version_tag(name, version, "champion.promoted_at", entry["at"])
 
 
 def promote(
@@ -146,7 +160,7 @@ def rollback(client: MlflowClient, name: str, to_version: str | None = None, for
     if to_version is None:
         stack = [v for v in champion_stack(history(client, name)) if v != str(current.version)]
         if not stack:
-            raise RegistryError(f"{name}: no earlier champion in {HISTORY_TAG}; pass --to VERSION")
+            raise RegistryError(f"{name}: no earlier champion in its history; pass --to VERSION")
         to_version = stack[-1]
     target = client.get_model_version(name, str(to_version))  # raises if the version does not exist
     if target.tags.get("gate.passed") != "true" and not force:

@@ -64,7 +64,8 @@ def test_promote_compare_and_set_history_and_rollback(client, tmp_path):
     back = registry.rollback(client, NAME)
     assert back == {"champion": "1", "previous": "2"}
     assert str(registry.get_alias(client, NAME, "champion").version) == "1"
-    assert json.loads(client.get_registered_model(NAME).tags[registry.HISTORY_TAG])[-1]["action"] == "rollback"
+    assert registry.history(client, NAME)[-1]["action"] == "rollback"
+    assert str(registry.get_alias(client, NAME, "previous-champion").version) == "2"
 
 
 def test_rollback_errors(client, tmp_path):
@@ -125,3 +126,29 @@ def test_registry_cli_errors_are_one_line(home, capsys):
     assert registry.main(["rollback", "--name", "no-such-model"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "mlflow.store.db" not in line]  # store creation
     assert err == ["registry rollback: no-such-model has no champion to roll back"]
+
+
+def test_forty_promotions_keep_every_write_small(client, tmp_path):
+    """MLflow's SQL stores declare tag values VARCHAR(5000) (enforced by PostgreSQL): no growing tag."""
+    previous = None
+    for _ in range(40):
+        run_id, uri = new_run(client, tmp_path)
+        v, _ = registry.register_candidate(client, NAME, uri, run_id, {"gate.passed": "true"})
+        registry.promote(client, NAME, v.version, previous, reason="PASS floor: ...; " * 400)  # 6800 characters
+        if previous is not None:
+            assert str(registry.get_alias(client, NAME, "previous-champion").version) == previous
+        previous = str(v.version)
+    tags = client.get_registered_model(NAME).tags
+    assert max(len(value) for value in tags.values()) < 5000
+    assert [h["version"] for h in registry.history(client, NAME)] == [str(i) for i in range(1, 41)]
+    assert str(registry.get_alias(client, NAME, "champion").version) == "40"
+
+
+def test_history_reads_the_legacy_single_tag_first(client, tmp_path):
+    run_id, uri = new_run(client, tmp_path)
+    v, _ = registry.register_candidate(client, NAME, uri, run_id, {"gate.passed": "true"})
+    legacy = [{"version": "1", "at": "2026-01-01T00:00:00+00:00", "action": "promote", "previous": None}]
+    client.set_registered_model_tag(NAME, registry.HISTORY_TAG, json.dumps(legacy))
+    registry.promote(client, NAME, v.version, None)
+    history = registry.history(client, NAME)
+    assert history[0]["at"] == legacy[0]["at"] and len(history) == 2
