@@ -168,7 +168,7 @@ def _check_unchanged(plan_: dict[str, Any], settings: Settings) -> None:
         )
 
 
-def _find_finished_training(
+def find_finished_training(
     settings: Settings, run: RunRef, sha256: str, job_name: str | None = None
 ) -> dict[str, Any] | None:
     """This DAG run's finished training run on these bytes (and, if given, this job), if any."""
@@ -262,7 +262,7 @@ def reusable_training(
     _check_unchanged(plan_, settings)
     if params.get("force_retrain"):
         return None
-    previous = _find_finished_training(settings, run, plan_["sha256"])
+    previous = find_finished_training(settings, run, plan_["sha256"])
     if previous:
         log.info("reusing finished training run %s of this DAG run", previous["run_id"])
     return previous

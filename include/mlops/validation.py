@@ -299,60 +299,51 @@ def validate_partition(
             log.info("partition %s: reusing passing validation %s", day, previous.result_id)
             return previous
 
-    qpath = quarantine_path(quarantine_dir, cfg.name, day)
-    held = json.loads(qpath.read_text()) if qpath.exists() else None
-    if held is not None and held.get("sha256") == sha:
-        # Same bytes that were quarantined: blocked until they change or someone releases them.
+    def outcome_of(success, result_id, evaluated, failures, docs) -> PartitionValidation:
         return PartitionValidation(
             dataset=cfg.name,
             partition=day.isoformat(),
             sha256=sha,
             suite=cfg.expectation_suite,
             suite_sha256=suite_sha,
-            success=False,
-            result_id=f"quarantined-{sha[:16]}",
-            evaluated=1,
-            failed=[
-                FailedExpectation(
-                    "partition_not_quarantined",
-                    None,
-                    None,
-                    None,
-                    error=(
-                        f"quarantined at {held.get('quarantined_at')} with these bytes; fix the data, or release it: "
-                        f"python -m include.mlops.validation release {cfg.name} {day.isoformat()}"
-                    ),
-                )
-            ],
+            success=success,
+            result_id=result_id,
+            evaluated=evaluated,
+            failed=failures,
+            data_docs=docs,
             validated_at=dt.datetime.now(dt.UTC).isoformat(),
             airflow_run_id=airflow_run_id,
         )
+
+    qpath = quarantine_path(quarantine_dir, cfg.name, day)
+    held = json.loads(qpath.read_text()) if qpath.exists() else None
+    if held is not None and held.get("sha256") == sha:
+        # Same bytes that were quarantined: blocked until they change or someone releases them.
+        blocked = FailedExpectation(
+            "partition_not_quarantined",
+            None,
+            None,
+            None,
+            error=(
+                f"quarantined at {held.get('quarantined_at')} with these bytes; fix the data, or release it: "
+                f"python -m include.mlops.validation release {cfg.name} {day.isoformat()}"
+            ),
+        )
+        return outcome_of(False, f"quarantined-{sha[:16]}", 1, [blocked], None)
     checked, file_failures = check_files(files, expected_columns(suite_json))
     if file_failures:
         # The files cannot be read as one frame: the suite would only fail on symptoms.
-        success, result_id, evaluated, failures, docs = False, f"files-{sha[:16]}", checked, file_failures, None
+        outcome = outcome_of(False, f"files-{sha[:16]}", checked, file_failures, None)
     else:
         df = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
-        success, result_id, evaluated, failures, docs = run_suite(
-            df, suite_json, gx_root, run_name=f"{cfg.name}:{day.isoformat()}", parameters=partition_parameters(day)
+        outcome = outcome_of(
+            *run_suite(
+                df, suite_json, gx_root, run_name=f"{cfg.name}:{day.isoformat()}", parameters=partition_parameters(day)
+            )
         )
-    outcome = PartitionValidation(
-        dataset=cfg.name,
-        partition=day.isoformat(),
-        sha256=sha,
-        suite=cfg.expectation_suite,
-        suite_sha256=suite_sha,
-        success=success,
-        result_id=result_id,
-        evaluated=evaluated,
-        failed=failures,
-        data_docs=docs,
-        validated_at=dt.datetime.now(dt.UTC).isoformat(),
-        airflow_run_id=airflow_run_id,
-    )
     write_json_atomic(record, outcome.to_dict())
-    if success:
-        log.info("partition %s passed %d expectations (%s)", day, evaluated, result_id)
+    if outcome.success:
+        log.info("partition %s passed %d expectations (%s)", day, outcome.evaluated, outcome.result_id)
         if held is not None:  # fixed: the quarantine ends, its record stays in the history
             end_quarantine(qpath, {"cleared_at": outcome.validated_at, "cleared_by_sha256": sha})
     else:
@@ -365,9 +356,9 @@ def validate_partition(
                 "files": [p.name for p in files],
                 "sha256": sha,
                 "reason": "failed expectation suite " + cfg.expectation_suite,
-                "failed_expectations": [asdict(f) for f in failures],
+                "failed_expectations": [asdict(f) for f in outcome.failed],
                 "validation_record": str(record),
-                "data_docs": docs,
+                "data_docs": outcome.data_docs,
                 "quarantined_at": outcome.validated_at,
                 "airflow_run_id": airflow_run_id,
             },

@@ -117,11 +117,6 @@ class TrainerJobOperator(KubernetesPodOperator):
 
     def configure(self, spec: JobSpec, context: Context, settings: Settings) -> None:
         """Shape the pod for ``spec``: argv (no shell), GPUs = ranks, requests = limits, placement."""
-        from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import (
-            convert_affinity,
-            convert_toleration,
-        )
-
         k = settings.kubernetes
         ti = context["ti"]
         gpus = spec.num_proc if self.job == "train" else 0
@@ -134,12 +129,8 @@ class TrainerJobOperator(KubernetesPodOperator):
         self.env_vars = specs.env_vars(k, settings.experiment)
         self.container_resources = specs.resources(cpu, memory, gpus, k, ranks=max(1, gpus))
         self.annotations = specs.job_annotations(context["dag"].dag_id, context["run_id"], self.task_id, ti.try_number)
-        if gpus:
-            self.node_selector = dict(k.node_selector)
-            self.tolerations = [convert_toleration(t) for t in k.tolerations]
-            self.affinity = convert_affinity(k.affinity) if k.affinity else {}
-        else:
-            self.node_selector, self.tolerations, self.affinity = {}, [], {}
+        node_selector, tolerations, affinity = specs.gpu_placement(k) if gpus else ({}, [], None)
+        self.node_selector, self.tolerations, self.affinity = node_selector, tolerations, affinity or {}
 
     def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False):
         """The provider's pod, with the XCom sidecar's requests equal to its limits (Guaranteed QoS)."""
@@ -216,7 +207,7 @@ class TrainerJobOperator(KubernetesPodOperator):
         finally:
             self._delete_mpijob()
         run = pipeline.RunRef(dag_id=context["dag"].dag_id, run_id=context["run_id"])
-        found = pipeline._find_finished_training(settings, run, self.job_inputs["plan"]["sha256"], job_name=name)
+        found = pipeline.find_finished_training(settings, run, self.job_inputs["plan"]["sha256"], job_name=name)
         if not found:
             raise TrainerJobError(f"MPIJob {name} succeeded but MLflow has no finished training run tagged with it")
         found["reused"] = False

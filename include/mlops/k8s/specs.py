@@ -134,6 +134,7 @@ def needs_mpijob(spec: JobSpec, k: KubernetesSettings) -> bool:
 def _pod_template(
     container: k8s.V1Container, k: KubernetesSettings, labels: dict[str, str], *, gpu_node: bool
 ) -> k8s.V1PodTemplateSpec:
+    node_selector, tolerations, affinity = gpu_placement(k) if gpu_node else ({}, [], None)
     return k8s.V1PodTemplateSpec(
         metadata=k8s.V1ObjectMeta(labels=labels),
         spec=k8s.V1PodSpec(
@@ -142,26 +143,23 @@ def _pod_template(
             automount_service_account_token=False,
             security_context=pod_security_context(k),
             volumes=volumes(k),
-            node_selector=(k.node_selector or None) if gpu_node else None,
-            tolerations=[k8s.V1Toleration(**_snake(t)) for t in k.tolerations] if gpu_node else None,
-            affinity=_affinity(k.affinity) if gpu_node else None,
+            node_selector=node_selector or None,
+            tolerations=tolerations or None,
+            affinity=affinity,
             restart_policy="Never",
         ),
     )
 
 
-def _snake(d: dict[str, Any]) -> dict[str, Any]:
-    import re
+def gpu_placement(k: KubernetesSettings) -> tuple[dict[str, str], list[k8s.V1Toleration], k8s.V1Affinity | None]:
+    """Node selector, tolerations and affinity of pods that hold GPUs (the settings' JSON as models)."""
+    from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import (
+        convert_affinity,
+        convert_toleration,
+    )
 
-    return {re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower(): value for key, value in d.items()}
-
-
-def _affinity(affinity: dict[str, Any]) -> k8s.V1Affinity | None:
-    if not affinity:
-        return None
-    from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import convert_affinity
-
-    return convert_affinity(affinity)
+    tolerations = [convert_toleration(t) for t in k.tolerations]
+    return dict(k.node_selector), tolerations, convert_affinity(k.affinity) if k.affinity else None
 
 
 def mpijob_manifest(
