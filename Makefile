@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := false
 # pip's cmake 4.x refuses gloo's old cmake_minimum_required; this keeps it building.
 export CMAKE_POLICY_VERSION_MINIMUM := 3.5
 
-.PHONY: help env trainer-env lint-env bootstrap demo test test-fast lint bench airflow mlflow-ui render-k8s lock clean
+.PHONY: help env trainer-env lint-env postgres-server bootstrap demo test test-fast lint bench airflow mlflow-ui render-k8s lock clean
 
 help:
 	@echo "make demo        bootstrap everything and run fraud_model_pipeline for the next day"
@@ -58,17 +58,25 @@ $(LINT_VENV)/.installed: requirements-lint.txt constraints-lint.txt
 	$(LINT_VENV)/bin/checkov --version
 	touch $@
 
+# The tests start their own PostgreSQL server (tests/postgres.py) from Debian's package.
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || { \
+		echo "==> PostgreSQL server for the tests (Debian's postgresql package)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get install -y --no-install-recommends postgresql \
+		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends postgresql; }; }
+
 bootstrap: env trainer-env
 	$(PY) -m include.mlops.cli bootstrap
 
 demo: env trainer-env
 	$(PY) -m include.mlops.cli demo
 
-test: env trainer-env lint-env
+test: env trainer-env lint-env postgres-server
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-test-fast: env lint-env
+test-fast: env lint-env postgres-server
 	$(PY) -m pytest -m "not e2e and not trainer"
 
 lint: env

@@ -61,3 +61,13 @@ LINEAGE_TAGS = [
     "train.horovod_size",
     "gate.passed",
 ]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for this test session (see tests/postgres.py)."""
+    from tests.postgres import start_or_skip
+
+    server = start_or_skip()
+    yield server
+    server.stop()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+from include.mlops.registry_lock import LockNotTakenError, champion_lock
 from include.mlops.tracking import get_alias
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,21 @@ def history(client: MlflowClient, name: str) -> list[dict[str, Any]]:
 def _move_champion(client: MlflowClient, name: str, version: str, event: dict[str, Any]) -> None:
     """Record the move, then move the pointers: a crash in between leaves a record a retry can see."""
     tags = client.get_registered_model(name).tags
-    number = 1 + max((int(k[len(MOVE_TAG_PREFIX) :]) for k in tags if k.startswith(MOVE_TAG_PREFIX)), default=0)
+    numbers = [int(k[len(MOVE_TAG_PREFIX) :]) for k in tags if k.startswith(MOVE_TAG_PREFIX)]
+    last = json.loads(tags[f"{MOVE_TAG_PREFIX}{max(numbers):06d}"]) if numbers else {}
     entry = {"version": str(version), "at": dt.datetime.now(dt.UTC).isoformat(), **event}
     if isinstance(entry.get("reason"), str) and len(entry["reason"]) > REASON_LIMIT:
         entry["reason"] = entry["reason"][: REASON_LIMIT - 1] + "…"
-    client.set_registered_model_tag(name, f"{MOVE_TAG_PREFIX}{number:06d}", json.dumps(entry))
+    if (last.get("version"), last.get("previous"), last.get("action")) == (
+        entry["version"],
+        entry.get("previous"),
+        entry.get("action"),
+    ):
+        # A retry after a crash between the record and the alias: the record stands, finish the move.
+        entry["at"] = last.get("at", entry["at"])
+        log.info("%s: completing recorded move of champion to %s", name, version)
+    else:
+        client.set_registered_model_tag(name, f"{MOVE_TAG_PREFIX}{1 + max(numbers, default=0):06d}", json.dumps(entry))
     if event.get("previous"):
         client.set_registered_model_alias(name, PREVIOUS_CHAMPION, str(event["previous"]))
     client.set_registered_model_alias(name, CHAMPION, version)
@@ -115,8 +126,16 @@ def promote(
 ) -> dict[str, Any]:
     """Move ``champion`` to `version` if it still points where the gate looked.
 
-    Safe to re-run: promoting the version that already is champion is a no-op.
+    Safe to re-run: promoting the version that already is champion is a no-op. The check and
+    the move happen under the model's champion lock (``registry_lock``).
     """
+    with champion_lock(client.tracking_uri, name):
+        return _promote_locked(client, name, version, expected_champion, reason)
+
+
+def _promote_locked(
+    client: MlflowClient, name: str, version: str, expected_champion: str | None, reason: str
+) -> dict[str, Any]:
     current = get_alias(client, name, CHAMPION)
     current_version = str(current.version) if current else None
     if current_version == str(version):
@@ -152,8 +171,14 @@ def rollback(client: MlflowClient, name: str, to_version: str | None = None, for
     """Point ``champion`` back at `to_version`, or at the champion the current one replaced.
 
     Repeated rollbacks walk further back through the history. A version that never passed a
-    gate (``gate.passed`` != ``true``) is refused unless ``force``.
+    gate (``gate.passed`` != ``true``) is refused unless ``force``. Runs under the model's
+    champion lock, like ``promote``.
     """
+    with champion_lock(client.tracking_uri, name):
+        return _rollback_locked(client, name, to_version, force)
+
+
+def _rollback_locked(client: MlflowClient, name: str, to_version: str | None, force: bool) -> dict[str, Any]:
     current = get_alias(client, name, CHAMPION)
     if current is None:
         raise RegistryError(f"{name} has no champion to roll back")
@@ -193,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(rollback(client, args.name, args.to, force=args.force), indent=2))
             return 0
         model = client.get_registered_model(args.name)
-    except (RegistryError, MlflowException) as exc:
+    except (RegistryError, LockNotTakenError, MlflowException) as exc:
         print(f"registry {args.command}: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
     print(json.dumps({"name": model.name, "aliases": model.aliases, "history": history(client, args.name)}, indent=2))

@@ -13,6 +13,7 @@ MLflow server, object storage and the Kubernetes launcher.
 | ``MLOPS_EXPERIMENT`` | ``fraud_model_pipeline`` |
 | ``MLOPS_TRAINER_VENV`` | ``<repo>/.venv-trainer`` |
 | ``MLOPS_LAUNCHER`` | ``local`` (or ``kubernetes``) |
+| ``MLOPS_REGISTRY_LOCK_URI`` | the tracking URI when it is a database (see ``registry_lock``) |
 
 With ``MLOPS_LAUNCHER=kubernetes`` the trainer jobs run as pods (or an MPIJob across nodes);
 ``MLOPS_K8S_*`` variables shape them (see ``KubernetesSettings``).

@@ -144,6 +144,8 @@ def cluster(tmp_path_factory):
         "MLFLOW_TRACKING_URI": server.url,
         "MLFLOW_TRACKING_USERNAME": "admin",
         "MLFLOW_TRACKING_PASSWORD": server.password,
+        # Moves of champion lock the server's backend store (see include/mlops/registry_lock.py).
+        "MLOPS_REGISTRY_LOCK_URI": f"sqlite:///{server.root / 'mlflow.db'}",
         "MLOPS_K8S_IMAGE": f"mlops-trainer-cpu:{IMAGE_COMMIT}",
         "MLOPS_K8S_GPUS_PER_NODE": str(GPUS_PER_NODE),
         "MLOPS_K8S_CPU_PER_RANK": "1",

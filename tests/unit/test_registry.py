@@ -1,4 +1,4 @@
-"""Registry helpers against a real MLflow store (SQLite, local artifacts) in a temp dir."""
+"""Registry helpers against real MLflow stores: SQLite (embedded default) and PostgreSQL (production)."""
 
 import json
 
@@ -11,10 +11,16 @@ from include.mlops.tracking import ensure_experiment
 NAME = "fraud-detector"
 
 
-@pytest.fixture
-def client(home):
-    ensure_experiment(home.mlflow_tracking_uri, "t", home.mlflow_artifact_root)
-    mlflow.set_tracking_uri(home.mlflow_tracking_uri)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def client(request, home, monkeypatch):
+    """The embedded SQLite store, and PostgreSQL as production runs it (a real server)."""
+    uri = home.mlflow_tracking_uri
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres")
+        uri = server.url(server.create_database("mlflow"))
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    ensure_experiment(uri, "t", home.mlflow_artifact_root)
+    mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient()
 
 
