@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from include.mlops.airflow_tasks import current_run, retry_delay, trainer_step
+from include.mlops.airflow_tasks import current_run, reject_undeclared_conf, retry_delay, set_run_note, trainer_step
 
 DOC = """
 ### fraud_model_pipeline
@@ -39,7 +39,7 @@ One run per day of card transactions (the run's data interval), or per `partitio
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    tags=["ml", "fraud", "horovod", "great-expectations", "mlflow"],
+    tags=["ml", "fraud", "horovod", "great-expectations", "mlflow", "strict-params"],
     doc_md=DOC,
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": retry_delay()},
     params={
@@ -77,6 +77,7 @@ def fraud_model_pipeline():
         from include.mlops.dataset import PartitionNotFoundError
         from include.mlops.pipeline import plan as make_plan
 
+        reject_undeclared_conf()
         try:
             return make_plan(params["dataset"], params["partition_date"], params["window_days"], data_interval_start)
         except PartitionNotFoundError as exc:  # missing data is not fixed by retrying in 30 s
@@ -96,9 +97,12 @@ def fraud_model_pipeline():
 
     @task
     def gate(evaluation: dict, training: dict, params=None) -> dict:
+        from include.mlops.gate import run_note
         from include.mlops.pipeline import gate as run_gate
 
-        return run_gate(evaluation, training, params)
+        verdict = run_gate(evaluation, training, params)
+        set_run_note(run_note(verdict))
+        return verdict
 
     @task
     def register(plan: dict, validation: dict, training: dict, verdict: dict) -> dict:

@@ -34,6 +34,29 @@ def retry_delay() -> timedelta:
     return timedelta(seconds=int(raw))
 
 
+def reject_undeclared_conf() -> None:
+    """Fail the task, without retrying, when the run's conf has a key its DAG does not declare.
+
+    The api-server refuses such runs up front (``include.mlops.run_conf``); this covers runs
+    created by the CLI (``airflow dags trigger``, ``dags test``, ``backfill create``).
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.mlops.run_conf import undeclared_keys_message
+
+    ctx = get_current_context()
+    message = undeclared_keys_message(ctx["dag"].dag_id, ctx["dag_run"].conf, ctx["dag"].params.keys())
+    if message:
+        raise AirflowFailException(message)
+
+
+def set_run_note(text: str) -> None:
+    """Show `text` as this DAG run's note in the UI when the run ends (see ``run_notes``)."""
+    from include.mlops.run_notes import XCOM_KEY
+
+    get_current_context()["ti"].xcom_push(XCOM_KEY, text)
+
+
 def current_run():
     from include.mlops.pipeline import RunRef
 

@@ -184,3 +184,26 @@ def _slice_checks(
     if not checks:
         notes.append("no comparable slices: only the overall metric was compared")
     return checks
+
+
+NOTE_LIMIT = 1000  # Airflow's DAG run note column
+
+
+def run_note(verdict: dict[str, Any]) -> str:
+    """The DAG run's note (markdown, at most NOTE_LIMIT characters): failed checks first."""
+    reasons = list(verdict.get("reasons", []))
+    champion = verdict.get("champion_version")
+    against = f"champion v{champion}" if champion else "no champion"
+    if verdict.get("passed"):
+        head = f"**Gate passed** (against {against}): the candidate may become champion."
+    else:
+        head = f"**Gate failed** (against {against}): the candidate was not promoted."
+    ordered = [r for r in reasons if r.startswith("FAIL")] + [r for r in reasons if not r.startswith("FAIL")]
+    note = head
+    for line in ordered:
+        entry = f"\n- {line}"
+        if len(note) + len(entry) > NOTE_LIMIT - 2:
+            note += "\n- …"
+            break
+        note += entry
+    return note

@@ -21,6 +21,7 @@ import requests
 from include.mlops.datagen import write_day
 from include.mlops.dataset import partitions_sha256
 from include.mlops.localstack import DAG_ID, Stack
+from include.mlops.pipeline import RunRef
 from tests.conftest import DAY0, LINEAGE_TAGS, ROOT, TRAINER_VENV
 
 pytestmark = pytest.mark.e2e
@@ -70,6 +71,44 @@ def test_rest_api_requires_auth_and_valid_params(stack):
     assert r.status_code == 400 and "horovod_np" in r.text
 
 
+def test_rest_api_refuses_undeclared_conf_keys_before_creating_anything(stack):
+    runs_before = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns").json()["total_entries"]
+    # Without credentials the route's own 401 answers, not a list of the DAG's parameters.
+    r = requests.post(
+        f"{stack.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": {"epoch": 1}}, timeout=10
+    )
+    assert r.status_code == 401
+    r = stack.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": {"epoch": 1, "window_days": 2}})
+    assert r.status_code == 400, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith(f"{DAG_ID}: unknown run parameter 'epoch' (did you mean 'epochs'?); declared: ")
+    assert "\n" not in detail
+    r = stack.post(
+        "/api/v2/backfills",
+        {"dag_id": DAG_ID, "from_date": "2026-01-02T00:00:00Z", "to_date": "2026-01-02T00:00:00Z",
+         "dag_run_conf": {"learning_rte": 0.1}},
+    )  # fmt: skip
+    assert r.status_code == 400 and "unknown run parameter 'learning_rte' (did you mean 'learning_rate'?)" in r.text
+    assert stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns").json()["total_entries"] == runs_before
+    assert stack.get(f"/api/v2/backfills?dag_id={DAG_ID}").json()["total_entries"] == 0
+
+
+def test_cli_trigger_with_an_undeclared_key_fails_in_plan_with_one_line(stack):
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "dags", "trigger", DAG_ID, "-c", json.dumps({"epoch": 1})],
+        env=stack.env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns?order_by=-run_after&limit=1").json()["dag_runs"]
+    run_id = runs[0]["dag_run_id"]
+    assert stack.wait(run_id) == "failed"
+    states = stack.task_states(run_id)
+    assert states["plan"] == "failed" and states["validate"] == "upstream_failed"
+    ti = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/plan").json()
+    assert ti["try_number"] == 1  # no retry for a mistake in the run's parameters
+    assert "unknown run parameter 'epoch' (did you mean 'epochs'?)" in stack.task_log(run_id, "plan")
+
+
 def test_pipeline_trains_with_two_ranks_and_promotes_with_lineage(stack):
     day = DAY0 + dt.timedelta(days=2)
     run_id = stack.trigger({"partition_date": day.isoformat(), **FAST})
@@ -101,6 +140,8 @@ def test_pipeline_trains_with_two_ranks_and_promotes_with_lineage(stack):
         Path(mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path="gate/verdict.json")).read_text()
     )
     assert verdict["passed"] and any("no champion yet" in r for r in verdict["reasons"])
+    note = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["note"]
+    assert note.startswith("**Gate passed** (against no champion)")
 
     # The champion loads by alias from the MLflow store, in the trainer environment.
     probe = (
@@ -174,6 +215,27 @@ def test_cli_backfill_trains_on_the_data_interval(stack):
         f"/api/v2/dags/{DAG_ID}/dagRuns/{runs[0]['dag_run_id']}/taskInstances/plan/xcomEntries/return_value"
     ).json()
     assert plan["value"]["partitions"] == [day.isoformat()]
+
+
+def test_a_failed_gate_shows_on_the_run_and_in_its_summary(stack):
+    before = registry_state()
+    day = DAY0 + dt.timedelta(days=2)
+    run_id = stack.trigger(
+        {"partition_date": day.isoformat(), **FAST, "window_days": 1, "epochs": 1, "min_pr_auc": 0.999}
+    )
+    assert stack.wait(run_id) == "success", stack.tail()
+    states = stack.task_states(run_id)
+    assert states["gate"] == "success" and states["promote"] == "skipped" and states["summarize"] == "success"
+    note = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["note"]
+    champion = before["aliases"]["champion"]
+    assert note.startswith(f"**Gate failed** (against champion v{champion}): the candidate was not promoted.")
+    assert "\n- FAIL floor: " in note and len(note) <= 1000
+    assert registry_state()["aliases"]["champion"] == champion
+    summary = json.loads(
+        (stack.settings.runs_dir / DAG_ID / RunRef(DAG_ID, run_id).safe_run_id / "summary.json").read_text()
+    )
+    assert summary["gate"]["passed"] is False
+    assert any(r.startswith("FAIL floor: ") for r in summary["gate"]["reasons"])
 
 
 def test_defective_partition_fails_validation_and_leaves_registry_alone(stack):

@@ -1,0 +1,44 @@
+"""Run parameters the DAG does not declare, and the run note written from the gate's verdict."""
+
+from include.mlops.gate import GatePolicy, decide, run_note
+from include.mlops.run_conf import undeclared_keys_message
+from include.mlops.run_notes import merged_note
+
+DECLARED = ["batch_size", "epochs", "learning_rate", "window_days"]
+
+
+def test_declared_keys_pass_and_undeclared_ones_are_named_with_a_suggestion():
+    assert undeclared_keys_message("d", {"epochs": 1, "window_days": 2}, DECLARED) is None
+    assert undeclared_keys_message("d", None, DECLARED) is None
+    assert undeclared_keys_message("d", {"epoch": 1}, DECLARED) == (
+        "d: unknown run parameter 'epoch' (did you mean 'epochs'?); "
+        "declared: batch_size, epochs, learning_rate, window_days"
+    )
+    message = undeclared_keys_message("d", {"zzz": 1, "learnin_rate": 0.1, "epochs": 2}, DECLARED)
+    assert message.startswith("d: unknown run parameters 'learnin_rate' (did you mean 'learning_rate'?), 'zzz';")
+
+
+def _verdict(candidate_pr_auc, champion_pr_auc=None):
+    cand = {"metrics": {"pr_auc": candidate_pr_auc}, "slices": {}}
+    champ = {"version": "4", "metrics": {"pr_auc": champion_pr_auc}, "slices": {}} if champion_pr_auc else None
+    return decide(cand, champ, GatePolicy(min_pr_auc=0.5, max_regression=0.01, slice_max_regression=None)).to_dict()
+
+
+def test_run_note_puts_failed_checks_first_and_fits_airflow_s_note_column():
+    note = run_note(_verdict(0.3, 0.6))
+    lines = note.splitlines()
+    assert lines[0] == "**Gate failed** (against champion v4): the candidate was not promoted."
+    assert all(line.startswith("- FAIL") for line in lines[1:3]), note
+    passed = run_note(_verdict(0.7))
+    assert passed.startswith("**Gate passed** (against no champion)")
+    long = {"passed": False, "champion_version": None, "reasons": [f"FAIL slice {i}: " + "x" * 80 for i in range(40)]}
+    note = run_note(long)
+    assert len(note) <= 1000 and note.endswith("\n- …")
+
+
+def test_a_person_s_note_is_kept_above_the_pipeline_s():
+    assert merged_note(None, "ours") == "ours"
+    assert merged_note("ours", "ours") == "ours"
+    assert merged_note("checked by ana", "ours") == "checked by ana\n\nours"
+    assert merged_note("checked by ana\n\nours", "ours") == "checked by ana\n\nours"
+    assert len(merged_note("x" * 990, "y" * 500)) <= 1000
