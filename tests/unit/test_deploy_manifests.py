@@ -246,4 +246,7 @@ def test_helm_values_take_every_secret_from_existing_secrets():
         assert values[key], key
     for inline in ("fernetKey", "apiSecretKey", "jwtSecret", "webserverSecretKey"):
         assert inline not in values, f"{inline} would put a secret in this file"
-    assert {s["envName"] for s in values["secret"]} == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+    secrets = {s["envName"]: s["secretName"] for s in values["secret"]}
+    assert set(secrets) == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLOPS_REGISTRY_LOCK_URI"}
+    # The lock's database credentials stay in the control plane: not in the Secret trainer pods read.
+    assert secrets["MLOPS_REGISTRY_LOCK_URI"] != secrets["MLFLOW_TRACKING_PASSWORD"]
