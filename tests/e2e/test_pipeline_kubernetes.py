@@ -11,13 +11,9 @@ local process running the pod's command in the trainer virtualenv (standing in f
 
 from __future__ import annotations
 
-import configparser
 import datetime as dt
 import os
-import secrets
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,9 +24,10 @@ import requests
 
 from include.mlops.datagen import write_day
 from include.mlops.dataset import partitions_sha256
-from include.mlops.localstack import Stack, free_port
+from include.mlops.localstack import Stack
 from tests.conftest import DAY0, LINEAGE_TAGS, ROOT, TRAINER_VENV
 from tests.k8s_standin import KubeStandIn, Node, cpu_node
+from tests.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.e2e
 MODEL = "fraud-detector"
@@ -39,75 +36,6 @@ FAST = {"window_days": 2, "epochs": 3, "min_pr_auc": 0.2}
 GPUS_PER_NODE = 4  # the setting; the stand-in's GPU node has only 2, so 3 ranks cannot schedule
 HEAD = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 IMAGE_COMMIT = HEAD or "0123456789abcdef0123456789abcdef01234567"
-
-
-class MlflowServer:
-    """A real MLflow tracking server: SQLite store, proxied artifacts, basic auth."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.password = secrets.token_urlsafe(16)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        ini = configparser.ConfigParser()
-        ini["mlflow"] = {
-            "default_permission": "READ",
-            "database_uri": f"sqlite:///{self.root / 'auth.db'}",
-            "admin_username": "admin",
-            "admin_password": self.password,
-            "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
-        }
-        with open(self.root / "auth.ini", "w") as fh:
-            ini.write(fh)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW")}
-        env.update(
-            MLFLOW_AUTH_CONFIG_PATH=str(self.root / "auth.ini"), MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16)
-        )
-        self.log = open(self.root / "server.log", "w")
-        self.proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "mlflow"),
-                "server",
-                "--app-name",
-                "basic-auth",
-                "--backend-store-uri",
-                f"sqlite:///{self.root / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(self.root / "artifacts"),
-                "--serve-artifacts",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-            ],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert self.proc.poll() is None, (self.root / "server.log").read_text()[-3000:]
-            try:
-                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(1)
-        raise AssertionError("MLflow server did not start:\n" + (self.root / "server.log").read_text()[-3000:])
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        if self.proc:
-            self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +73,7 @@ def cluster(tmp_path_factory):
         "MLFLOW_TRACKING_USERNAME": "admin",
         "MLFLOW_TRACKING_PASSWORD": server.password,
         # Moves of champion lock the server's backend store (see include/mlops/registry_lock.py).
-        "MLOPS_REGISTRY_LOCK_URI": f"sqlite:///{server.root / 'mlflow.db'}",
+        "MLOPS_REGISTRY_LOCK_URI": server.backend_store_uri,
         "MLOPS_K8S_IMAGE": f"mlops-trainer-cpu:{IMAGE_COMMIT}",
         "MLOPS_K8S_GPUS_PER_NODE": str(GPUS_PER_NODE),
         "MLOPS_K8S_CPU_PER_RANK": "1",
