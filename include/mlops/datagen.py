@@ -58,6 +58,10 @@ DEFECTS = (
     "feature_drift",
     "future_timestamps",
     "other_day_timestamps",
+    "unknown_category",
+    "label_not_binary",
+    "malformed_card_token",
+    "too_few_rows",
 )
 INTERCEPT = -5.6
 # Scales every feature effect; sets how separable fraud is (oracle PR-AUC about 0.6).
@@ -249,6 +253,14 @@ def inject_defect(df: pd.DataFrame, defect: str, seed: int = 0) -> pd.DataFrame:
         out.loc[out.index[some], "event_time"] = pd.Timestamp("2099-01-01", tz="UTC")
     elif defect == "other_day_timestamps":
         out.loc[out.index[some], "event_time"] = out.loc[out.index[some], "event_time"] - np.timedelta64(1, "D")
+    elif defect == "unknown_category":
+        out.loc[out.index[some], "merchant_category"] = "casino"
+    elif defect == "label_not_binary":
+        out.loc[out.index[some], "is_fraud"] = 2
+    elif defect == "malformed_card_token":
+        out.loc[out.index[some], "card_token"] = out.loc[out.index[some], "card_token"].str.upper()
+    elif defect == "too_few_rows":
+        out = out.head(500).copy()
     return out
 
 

@@ -23,6 +23,10 @@ EXPECTED_FAILURE = {
     "feature_drift": ("expect_column_median_to_be_between", "amount"),
     "future_timestamps": ("expect_column_values_to_be_between", "event_time"),
     "other_day_timestamps": ("expect_column_values_to_be_between", "event_time"),
+    "unknown_category": ("expect_column_values_to_be_in_set", "merchant_category"),
+    "label_not_binary": ("expect_column_values_to_be_in_set", "is_fraud"),
+    "malformed_card_token": ("expect_column_values_to_match_regex", "card_token"),
+    "too_few_rows": ("expect_table_row_count_to_be_between", None),
 }
 
 

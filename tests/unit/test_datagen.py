@@ -65,6 +65,14 @@ def test_each_defect_breaks_what_it_names(day, defect):
         assert bad["is_fraud"].mean() > 0.08
     elif defect == "feature_drift":
         assert bad["amount"].median() > 3 * clean["amount"].median()
+    elif defect == "unknown_category":
+        assert (bad["merchant_category"] == "casino").sum() > 0
+    elif defect == "label_not_binary":
+        assert (bad["is_fraud"] == 2).sum() > 0
+    elif defect == "malformed_card_token":
+        assert (~bad["card_token"].str.fullmatch(r"tok_[0-9a-f]{24}")).sum() > 0
+    elif defect == "too_few_rows":
+        assert len(bad) == 500
     # The clean frame is never modified in place.
     assert clean["transaction_id"].is_unique and clean["amount"].notna().all()
 
