@@ -33,7 +33,8 @@ FAST = {"window_days": 2, "epochs": 3, "min_pr_auc": 0.2}
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e_home")
-    s = Stack(home, trainer_venv=TRAINER_VENV)
+    # Each rank's final weights, hashed (the trainer writes them when this is set).
+    s = Stack(home, trainer_venv=TRAINER_VENV, env={"MLOPS_TRAINER_DIGEST_DIR": str(home / "digests")})
     for i in range(3):
         write_day(s.settings.lake, DAY0 + dt.timedelta(days=i), ROWS)
     s.start()
@@ -261,3 +262,56 @@ def test_ui_plugin_links_to_mlflow(stack):
     views = {v["name"]: v for v in ours["external_views"]}
     assert views["MLflow"]["destination"] == "nav"
     assert views["Model registry"]["href"].endswith("/#/models")
+
+
+def _train_output(stack, run_id) -> dict:
+    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/train/xcomEntries/return_value"
+    return stack.get(path).json()["value"]
+
+
+def _weights_digest(stack) -> str:
+    return json.loads((stack.home / "digests" / "rank-0.json").read_text())["weights_sha256"]
+
+
+def _rerun(stack, run_id, from_task):
+    r = stack.post(
+        f"/api/v2/dags/{DAG_ID}/clearTaskInstances",
+        {"dag_run_id": run_id, "task_ids": [from_task], "include_downstream": True, "dry_run": False,
+         "only_failed": False},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert stack.wait(run_id) == "success", stack.tail()
+
+
+def test_a_rerun_after_a_data_change_trains_afresh_on_the_new_data(stack):
+    day = DAY0 + dt.timedelta(days=4)
+    part = write_day(stack.settings.lake, day, ROWS)
+    run_id = stack.trigger({"partition_date": day.isoformat(), **FAST, "window_days": 1, "epochs": 2})
+    assert stack.wait(run_id) == "success", stack.tail()
+    first, first_weights = _train_output(stack, run_id), _weights_digest(stack)
+    assert first["epochs"] == 2
+
+    write_day(stack.settings.lake, day, ROWS, seed=11)  # the producer re-delivers the day
+    _rerun(stack, run_id, "plan")  # what PartitionChangedError tells the user to do
+    second = _train_output(stack, run_id)
+    assert second["run_id"] != first["run_id"] and not second["reused"]
+    assert second["epochs"] == 2  # trained, not resumed at the last epoch of the old data
+    assert _weights_digest(stack) != first_weights
+    log = stack.task_log(run_id, "train", try_number=2)
+    assert "starting fresh at epoch 1" in log and "data.sha256" in log, log[-3000:]
+    version = next(v for v in client().search_model_versions(f"name = '{MODEL}'") if v.run_id == second["run_id"])
+    assert version.tags["data.sha256"] == partitions_sha256(sorted(part.glob("*.parquet")))
+
+
+def test_a_forced_retrain_never_resumes(stack):
+    day = DAY0 + dt.timedelta(days=4)
+    run_id = stack.trigger(
+        {"partition_date": day.isoformat(), **FAST, "window_days": 1, "epochs": 2, "force_retrain": True}
+    )
+    assert stack.wait(run_id) == "success", stack.tail()
+    first = _train_output(stack, run_id)
+    _rerun(stack, run_id, "train")
+    second = _train_output(stack, run_id)
+    # Trained both epochs again (a resumed run would train none) in a new MLflow run.
+    assert second["run_id"] != first["run_id"] and second["epochs"] == 2 and not second["reused"]
+    assert "same inputs (a forced retrain)" in stack.task_log(run_id, "train", try_number=2)

@@ -98,7 +98,40 @@ def _collective(device: str) -> str:
     return "MPI" if hvd.mpi_enabled() and not hvd.gloo_enabled() else "Gloo"
 
 
-def _checkpoint(ckpt_dir: Path, epoch: int, network, optimizer, steps: int) -> None:
+def _training_key(cfg: TrainConfig, size: int) -> dict[str, str]:
+    """What a checkpoint was trained on; a checkpoint under another key never resumes here."""
+    tags = cfg.tags or {}
+    return {
+        "data.sha256": tags.get("data.sha256", ""),
+        "partitions": ",".join(cfg.partitions),
+        "batch_size": str(cfg.batch_size),
+        "learning_rate": repr(cfg.learning_rate),
+        "horovod_size": str(size),
+        "code.git_commit": os.environ.get("MLOPS_GIT_COMMIT", ""),
+    }
+
+
+def _key_diff(theirs: dict[str, str], key: dict[str, str]) -> str:
+    return "; ".join(f"{k} {theirs.get(k) or '?'} -> {v or '?'}" for k, v in key.items() if theirs.get(k) != v)
+
+
+def _why_fresh(ckpt_dir: Path, key: dict[str, str]) -> str:
+    """Why training starts at epoch 1: the checkpoints of this run that exist, and how they differ."""
+    others = []
+    for state_path in sorted(ckpt_dir.parent.glob("*/latest.json")) if ckpt_dir.parent.is_dir() else []:
+        if state_path.parent == ckpt_dir:
+            continue
+        try:
+            theirs = json.loads(state_path.read_text()).get("training_key", {})
+        except (OSError, ValueError):
+            continue
+        others.append(f"{state_path.parent.name}: " + (_key_diff(theirs, key) or "same inputs (a forced retrain)"))
+    if not others:
+        return "no checkpoint for this run yet"
+    return "not resuming from checkpoints trained on other inputs: " + " | ".join(others)
+
+
+def _checkpoint(ckpt_dir: Path, epoch: int, network, optimizer, steps: int, key: dict[str, str]) -> None:
     """Weights and optimizer state of a finished epoch; latest.json is written last, so it only
     ever names complete files."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -112,6 +145,7 @@ def _checkpoint(ckpt_dir: Path, epoch: int, network, optimizer, steps: int) -> N
         "optimizer": optimizer_file,
         "optimizer_iterations": int(optimizer.iterations.numpy()),
         "steps_per_epoch": steps,
+        "training_key": key,
     }
     write_json_atomic(ckpt_dir / "latest.json", state)
 
@@ -198,8 +232,21 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     # variables from rank 0, so the ranks cannot disagree about where they are.
     start_epoch = 0
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
-    if rank == 0 and ckpt_dir and (ckpt_dir / "latest.json").exists():
-        start_epoch = _restore(ckpt_dir, network, optimizer)
+    key = _training_key(cfg, size)
+    if rank == 0 and ckpt_dir:
+        saved_key = None
+        if (ckpt_dir / "latest.json").exists():
+            saved_key = json.loads((ckpt_dir / "latest.json").read_text()).get("training_key", key)
+        if saved_key == key:
+            start_epoch = _restore(ckpt_dir, network, optimizer)
+        elif saved_key is not None:
+            log.info(
+                "starting fresh at epoch 1: the checkpoint in %s has other inputs: %s",
+                ckpt_dir,
+                _key_diff(saved_key, key),
+            )
+        else:
+            log.info("starting fresh at epoch 1: %s", _why_fresh(ckpt_dir, key))
     start_epoch = int(hvd.broadcast(tf.constant(start_epoch), root_rank=0, name="start_epoch"))
 
     hvd.broadcast_variables([v.value for v in network.variables], root_rank=0)
@@ -265,7 +312,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
             )
             if ckpt_dir:
                 ckpt_dir.mkdir(parents=True, exist_ok=True)
-                _checkpoint(ckpt_dir, epoch + 1, network, optimizer, steps)
+                _checkpoint(ckpt_dir, epoch + 1, network, optimizer, steps, key)
 
     digest_dir = os.environ.get("MLOPS_TRAINER_DIGEST_DIR")
     if digest_dir:
