@@ -190,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"export {k}={shlex.quote(env[k])}" for k in keys))
         return 0
     if ns.command == "airflow":
+        from include.mlops.run_conf import airflow_command_problem
+
+        os.environ.update(env)  # parse the DAGs with the same configuration airflow will use
+        os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"  # this process: the answer only
+        problem = airflow_command_problem(ns.args, env["AIRFLOW__CORE__DAGS_FOLDER"])
+        if problem:
+            print(f"airflow {' '.join(ns.args[:2])}: {problem}", file=sys.stderr)
+            return 2
         return _airflow(ns.args, env, check=False)
     if ns.command == "standalone":
         bootstrap(settings)

@@ -1,8 +1,16 @@
 """Run parameters the DAG does not declare, and the run note written from the gate's verdict."""
 
+import os
+from unittest import mock
+
+import pytest
+
 from include.mlops.gate import GatePolicy, decide, run_note
 from include.mlops.run_conf import undeclared_keys_message
 from include.mlops.run_notes import merged_note
+from tests.conftest import ROOT
+
+DAG = "fraud_model_pipeline"
 
 DECLARED = ["batch_size", "epochs", "learning_rate", "window_days"]
 
@@ -42,3 +50,36 @@ def test_a_person_s_note_is_kept_above_the_pipeline_s():
     assert merged_note("checked by ana", "ours") == "checked by ana\n\nours"
     assert merged_note("checked by ana\n\nours", "ours") == "checked by ana\n\nours"
     assert len(merged_note("x" * 990, "y" * 500)) <= 1000
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["dags", "trigger", DAG, "-c", '{"epoch": 1}'], "unknown run parameter 'epoch' (did you mean 'epochs'?)"),
+        (
+            ["dags", "test", DAG, "2026-01-03", "--conf", '{"horovod_np": 0}'],
+            "'horovod_np': 0 is less than the minimum of 1",
+        ),
+        (["backfill", "create", "--dag-id", DAG, "--dag-run-conf", '{"window_day": 2}'], "'window_day' (did you mean"),
+        (["dags", "trigger", DAG, "-c", '{"partition_date": "2026-13-01"}'], "'2026-13-01' is not a 'date'"),
+        (["dags", "trigger", DAG, "-c", "[1]"], "--conf must be a JSON object, got list"),
+        (["dags", "trigger", DAG, "-c", "{bad"], "--conf is not valid JSON"),
+    ],
+)
+def test_the_airflow_cli_wrapper_refuses_a_bad_conf_in_one_line(home, capsys, argv, expected):
+    from include.mlops import cli
+
+    with mock.patch.dict(os.environ):
+        assert cli.main(["airflow", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"airflow {argv[0]} {argv[1]}: ") and expected in err[0], err
+
+
+def test_a_good_conf_is_left_to_airflow():
+    from include.mlops.run_conf import airflow_command_problem
+
+    dags = str(ROOT / "dags")
+    with mock.patch.dict(os.environ, {"AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"}):
+        assert airflow_command_problem(["dags", "trigger", DAG, "-c", '{"epochs": 3}'], dags) is None
+        assert airflow_command_problem(["dags", "list"], dags) is None
+        assert airflow_command_problem(["dags", "trigger", "other_dag", "-c", '{"x": 1}'], dags) is None
