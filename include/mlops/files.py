@@ -2,11 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+class FileLockTimeout(TimeoutError):
+    """Another process held the lock past the timeout."""
+
+
+@contextlib.contextmanager
+def exclusive_file_lock(path: Path, timeout: float, poll: float = 0.2) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on `path` (created if missing) across processes.
+
+    The kernel releases it when the holder exits, however it exits. Raises FileLockTimeout
+    after `timeout` seconds of waiting.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise FileLockTimeout(f"{path} was held by another process for over {timeout:g} s") from None
+                time.sleep(poll)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

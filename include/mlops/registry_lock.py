@@ -109,28 +109,17 @@ def _sqlite_path(uri: str) -> Path:
 
 @contextlib.contextmanager
 def _file_lock(path: Path, name: str, timeout: float) -> Iterator[None]:
-    import fcntl
+    from include.mlops.files import FileLockTimeout, exclusive_file_lock
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    held = contextlib.ExitStack()
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockNotTakenError(
-                        f"{name}: another move of champion held its lock ({path}) for over {timeout:g} s"
-                    ) from None
-                time.sleep(_POLL_SECONDS)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+        held.enter_context(exclusive_file_lock(path, timeout))
+    except FileLockTimeout:
+        raise LockNotTakenError(
+            f"{name}: another move of champion held its lock ({path}) for over {timeout:g} s"
+        ) from None
+    with held:
+        yield
 
 
 @contextlib.contextmanager
