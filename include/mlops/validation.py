@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.mlops.dataset import DatasetConfig, partitions_sha256
-from include.mlops.files import write_json_atomic
+from include.mlops.files import exclusive_file_lock, write_json_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Counts only: no sample of unexpected values ever leaves the validation.
+GX_LOCK_TIMEOUT_SECONDS = 1800  # a partition's validation takes seconds; a long wait is a stuck peer
 RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
 
 
@@ -145,61 +146,64 @@ def run_suite(
     import include.mlops.gx_expectations  # noqa: F401 - registers the custom expectations the suites use
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    context = gx.get_context(mode="file", project_root_dir=str(gx_root))
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    name = suite_json["name"]
-    suite = context.suites.add_or_update(
-        gx.ExpectationSuite(name=name, expectations=suite_json["expectations"], meta=suite_json.get("meta"))
-    )
-    source = context.data_sources.add_or_update_pandas("lake")
-    try:
-        asset = source.get_asset(name)
-    except LookupError:
-        asset = source.add_dataframe_asset(name)
-    try:
-        batch = asset.get_batch_definition("partition")
-    except KeyError:
-        batch = asset.add_batch_definition_whole_dataframe("partition")
-    definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=f"{name}-partition", data=batch, suite=suite)
-    )
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(
-            name=f"{name}-checkpoint",
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-            result_format=RESULT_FORMAT,
+    # One GX file context per MLOPS_HOME, shared by every run: the suite, validation definition
+    # and checkpoint are saved by name, so concurrent runs (a backfill) take turns here.
+    with exclusive_file_lock(Path(gx_root) / ".context.lock", timeout=GX_LOCK_TIMEOUT_SECONDS):
+        context = gx.get_context(mode="file", project_root_dir=str(gx_root))
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        name = suite_json["name"]
+        suite = context.suites.add_or_update(
+            gx.ExpectationSuite(name=name, expectations=suite_json["expectations"], meta=suite_json.get("meta"))
         )
-    )
-    result = checkpoint.run(
-        batch_parameters={"dataframe": df},
-        expectation_parameters=parameters or {},
-        run_id=RunIdentifier(run_name=run_name),
-    )
-    ((key, suite_result),) = result.run_results.items()
-    failures = []
-    for er in suite_result.results:
-        if er.success:
-            continue
-        cfg = er.expectation_config
-        res = er.result or {}
-        exc = (er.exception_info or {}).get("exception_message") if er.exception_info else None
-        failures.append(
-            FailedExpectation(
-                expectation=cfg.type,
-                column=cfg.kwargs.get("column"),
-                unexpected_count=res.get("unexpected_count"),
-                element_count=res.get("element_count"),
-                observed_value=_jsonable(res.get("observed_value")),
-                error=exc,
+        source = context.data_sources.add_or_update_pandas("lake")
+        try:
+            asset = source.get_asset(name)
+        except LookupError:
+            asset = source.add_dataframe_asset(name)
+        try:
+            batch = asset.get_batch_definition("partition")
+        except KeyError:
+            batch = asset.add_batch_definition_whole_dataframe("partition")
+        definition = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=f"{name}-partition", data=batch, suite=suite)
+        )
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=f"{name}-checkpoint",
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+                result_format=RESULT_FORMAT,
             )
         )
-    docs = None
-    sites = context.get_docs_sites_urls()
-    if sites:
-        docs = sites[0]["site_url"]
-    result_id = str(key).split("::", 1)[-1]
-    return bool(suite_result.success), result_id, len(suite_result.results), failures, docs
+        result = checkpoint.run(
+            batch_parameters={"dataframe": df},
+            expectation_parameters=parameters or {},
+            run_id=RunIdentifier(run_name=run_name),
+        )
+        ((key, suite_result),) = result.run_results.items()
+        failures = []
+        for er in suite_result.results:
+            if er.success:
+                continue
+            cfg = er.expectation_config
+            res = er.result or {}
+            exc = (er.exception_info or {}).get("exception_message") if er.exception_info else None
+            failures.append(
+                FailedExpectation(
+                    expectation=cfg.type,
+                    column=cfg.kwargs.get("column"),
+                    unexpected_count=res.get("unexpected_count"),
+                    element_count=res.get("element_count"),
+                    observed_value=_jsonable(res.get("observed_value")),
+                    error=exc,
+                )
+            )
+        docs = None
+        sites = context.get_docs_sites_urls()
+        if sites:
+            docs = sites[0]["site_url"]
+        result_id = str(key).split("::", 1)[-1]
+        return bool(suite_result.success), result_id, len(suite_result.results), failures, docs
 
 
 def _jsonable(value: Any) -> Any:

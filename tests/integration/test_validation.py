@@ -241,3 +241,40 @@ def test_card_numbers_in_any_punctuation_fail_as_card_numbers(card_fraud, home, 
     digits = "4539588765432105"
     record = quarantine_path(home.quarantine_dir, "card_fraud", day).read_text()
     assert digits[:8] not in message and digits[:8] not in record and "5887.6543" not in record
+
+
+def _validate_in_process(day_iso, settings_kwargs, queue):
+    from include.mlops.dataset import load_dataset_config
+
+    cfg = load_dataset_config(settings_kwargs.pop("config"))
+    try:
+        result = validate_partition(cfg, dt.date.fromisoformat(day_iso), **settings_kwargs)
+        queue.put((day_iso, result.success, None))
+    except Exception as exc:  # reported to the test, which fails on it
+        queue.put((day_iso, False, f"{type(exc).__name__}: {exc}"))
+
+
+def test_concurrent_validations_share_one_gx_context_safely(card_fraud, home):
+    """A backfill validates several days at once in one MLOPS_HOME: each run must succeed."""
+    import multiprocessing
+
+    from tests.conftest import ROOT
+
+    days = [DAY0 + dt.timedelta(days=20 + i) for i in range(4)]
+    for day in days:
+        write_day(home.lake, day, ROWS)
+    spawn = multiprocessing.get_context("spawn")
+    queue = spawn.Queue()
+    procs = [
+        spawn.Process(
+            target=_validate_in_process,
+            args=(day.isoformat(), {**kwargs(home), "config": ROOT / "datasets" / "card_fraud.yaml"}, queue),
+        )
+        for day in days
+    ]
+    for p in procs:
+        p.start()
+    outcomes = sorted(queue.get(timeout=300) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert outcomes == [(day.isoformat(), True, None) for day in days]
