@@ -70,6 +70,29 @@ def test_compose_file_is_valid_compose_spec():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_hosted_ci_workflow_is_valid_and_runs_what_ci_runs():
+    workflow = ROOT / ".github" / "workflows" / "ci.yml"
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(workflow),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    import yaml
+
+    jobs = yaml.safe_load(workflow.read_text())["jobs"]
+    steps = [step.get("run", "") for step in jobs["test"]["steps"]]
+    assert "bash .ci/run" in steps and "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "ruff check ." in "\n".join(step.get("run", "") for step in jobs["lint"]["steps"])
+    cached = next(s for s in jobs["test"]["steps"] if s.get("uses", "").startswith("actions/cache"))
+    assert {".venv", ".venv-trainer"} <= set(cached["with"]["path"].split())
+
+
 def test_gitignore_keeps_state_and_envs_out():
     ignored = subprocess.run(
         ["git", "-C", str(ROOT), "check-ignore", "--no-index", ".local/x", ".venv", ".venv-trainer"],
