@@ -11,13 +11,25 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from include.mlops.airflow_tasks import current_run, reject_undeclared_conf, retry_delay, set_run_note, trainer_step
+from include.mlops.airflow_tasks import (
+    current_run,
+    data_poke_interval,
+    data_wait,
+    reject_undeclared_conf,
+    retry_delay,
+    set_run_note,
+    trainer_step,
+    wait_for_partition,
+)
 
 DOC = """
 ### fraud_model_pipeline
 
 One run per day of card transactions (the run's data interval), or per `partition_date`.
 
+0. **wait_for_data**: a scheduled run waits (sensor, reschedule mode) for its day's partition
+   until its data interval's end plus `MLOPS_DATA_WAIT_HOURS` (6), then fails naming the day
+   (`MLOPS_MISSING_DATA=skip`: the run is skipped, with the reason as its note).
 1. **plan**: the training window (`window_days` partitions ending with the run's day) and its sha256.
 2. **validate**: Great Expectations suite `expectations/<suite>.json` on every partition of the
    window. A failing partition is quarantined (record under `<lake>/_quarantine/`), the task
@@ -29,7 +41,9 @@ One run per day of card transactions (the run's data interval), or per `partitio
 4. **evaluate**: candidate and current `champion` on the same held-out rows (same launcher).
 5. **gate**: PR-AUC floor, non-regression against the champion, per-slice checks.
 6. **register**: new version of the registered model, alias `challenger`, lineage tags.
-7. **promote**: alias `champion` moves to the candidate only if the gate passed.
+7. **promote**: alias `champion` moves to the candidate only if the gate passed, the run is not a
+   backfill (unless `promote_from_backfill`) and its window does not end before the champion's;
+   the decision is recorded once on the version (`promotion.decision`), so a rerun changes nothing.
 """
 
 
@@ -38,7 +52,9 @@ One run per day of card transactions (the run's data interval), or per `partitio
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=1,
+    # Runs are safe side by side (GX takes turns, champion moves under a lock), so a manual run is
+    # not held behind a scheduled one that is only waiting for its data.
+    max_active_runs=3,
     tags=["ml", "fraud", "horovod", "great-expectations", "mlflow", "strict-params"],
     doc_md=DOC,
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": retry_delay()},
@@ -67,6 +83,11 @@ One run per day of card transactions (the run's data interval), or per `partitio
             description="Gate: allowed per-slice drop; null disables",
         ),
         "force_retrain": Param(False, type="boolean", description="Retrain even if this run already trained"),
+        "promote_from_backfill": Param(
+            False,
+            type="boolean",
+            description="Let a backfill run move champion (default: backfills register candidates only)",
+        ),
     },
 )
 def fraud_model_pipeline():
@@ -111,22 +132,41 @@ def fraud_model_pipeline():
         return run_register(plan, validation, training, verdict, current_run())
 
     @task
-    def promote(registration: dict, verdict: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
+    def promote(registration: dict, verdict: dict, dag_run=None, params=None) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+        from include.mlops.gate import run_note
         from include.mlops.pipeline import promote as run_promote
+        from include.mlops.registry import StaleVerdictError
 
-        if not verdict["passed"]:
-            raise AirflowSkipException("gate failed: " + "; ".join(verdict["reasons"]))
-        return run_promote(registration, verdict)
+        try:
+            outcome = run_promote(registration, verdict, dag_run.run_type, params)
+        except StaleVerdictError as exc:  # retrying cannot help: the gate must look again
+            raise AirflowFailException(str(exc)) from exc
+        set_run_note(run_note(verdict, outcome))
+        if outcome["decision"] != "promoted":
+            raise AirflowSkipException(f"not promoted ({outcome['decision']}): {outcome['reason']}")
+        return outcome
 
-    @task(trigger_rule="none_failed")
+    @task(trigger_rule="none_failed_min_one_success")
     def summarize(plan: dict, validation: dict, training: dict, verdict: dict, registration: dict) -> dict:
         from include.mlops.pipeline import summarize as run_summary
 
         return run_summary(current_run(), plan, validation, training, verdict, registration)
 
+    @task.sensor(
+        mode="reschedule",
+        poke_interval=data_poke_interval(),
+        timeout=(data_wait() + timedelta(hours=1)).total_seconds(),  # backstop; the poke decides first
+        retries=0,
+    )
+    def wait_for_data(data_interval_start=None, data_interval_end=None, dag_run=None, params=None) -> bool:
+        return wait_for_partition(
+            params["dataset"], data_interval_start, data_interval_end, dag_run.run_type, params["partition_date"]
+        )
+
     planned = plan()
+    wait_for_data() >> planned
     validated = validate(planned)
     trained = trainer_step("train", plan=planned, validation=validated, execution_timeout=timedelta(hours=6))
     evaluated = trainer_step("evaluate", plan=planned, training=trained, execution_timeout=timedelta(hours=1))

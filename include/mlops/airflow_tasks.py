@@ -34,6 +34,64 @@ def retry_delay() -> timedelta:
     return timedelta(seconds=int(raw))
 
 
+def _env_number(name: str, default: str) -> float:
+    import os
+
+    from include.mlops.settings import SettingsError
+
+    raw = os.environ.get(name, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise SettingsError(f"{name} must be a non-negative number, got {raw!r}")
+    return value
+
+
+def data_wait() -> timedelta:
+    """How long after its data interval ends a scheduled run waits for its partition:
+    ``MLOPS_DATA_WAIT_HOURS`` (default 6), read from the environment."""
+    from datetime import timedelta
+
+    return timedelta(hours=_env_number("MLOPS_DATA_WAIT_HOURS", "6"))
+
+
+def data_poke_interval() -> float:
+    """Seconds between two looks for a scheduled run's partition: ``MLOPS_DATA_POKE_SECONDS`` (default 300)."""
+    return max(1.0, _env_number("MLOPS_DATA_POKE_SECONDS", "300"))
+
+
+def wait_for_partition(dataset: str, data_interval_start, data_interval_end, run_type, partition_date) -> bool:
+    """The poke of the ``wait_for_data`` sensor (reschedule mode).
+
+    Only a scheduled run waits, for its own day's partition, until its data interval's end plus
+    ``data_wait()``; then it fails with one line naming the day, or, with
+    ``MLOPS_MISSING_DATA=skip`` (the embedded default), the run is skipped with that line as its
+    note. Other runs go straight to ``plan``, which names any missing day at once.
+    """
+    import os
+
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from include.mlops.pipeline import partition_arrival
+
+    if getattr(run_type, "value", run_type) != "scheduled" or partition_date or data_interval_start is None:
+        return True
+    state, line = partition_arrival(dataset, data_interval_start.date(), data_interval_end + data_wait())
+    if state == "ready":
+        return True
+    if state == "waiting":
+        import logging
+
+        logging.getLogger(__name__).info(line)
+        return False
+    if os.environ.get("MLOPS_MISSING_DATA", "fail") == "skip":
+        set_run_note(f"**Skipped: no data.** {line}")
+        raise AirflowSkipException(line)
+    raise AirflowFailException(line)
+
+
 def reject_undeclared_conf() -> None:
     """Fail the task, without retrying, when the run's conf has a key its DAG does not declare.
 

@@ -301,7 +301,7 @@ def write_day(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lake", type=Path, required=True)
+    parser.add_argument("--lake", type=Path, default=None, help="default: the configured lake (MLOPS_LAKE)")
     parser.add_argument("--start", type=dt.date.fromisoformat, required=True, help="YYYY-MM-DD")
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--rows", type=int, default=100_000)
@@ -311,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 100:
         parser.error("--rows must be at least 100")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.lake is None:
+        from include.mlops.settings import get_settings
+
+        args.lake = get_settings().lake
     for i in range(args.days):
         write_day(args.lake, args.start + dt.timedelta(days=i), args.rows, args.seed, args.defect)
     return 0

@@ -189,8 +189,9 @@ def _slice_checks(
 NOTE_LIMIT = 1000  # Airflow's DAG run note column
 
 
-def run_note(verdict: dict[str, Any]) -> str:
-    """The DAG run's note (markdown, at most NOTE_LIMIT characters): failed checks first."""
+def run_note(verdict: dict[str, Any], decision: dict[str, Any] | None = None) -> str:
+    """The DAG run's note (markdown, at most NOTE_LIMIT characters): the promotion decision if
+    made, then the gate's failed checks first."""
     reasons = list(verdict.get("reasons", []))
     champion = verdict.get("champion_version")
     against = f"champion v{champion}" if champion else "no champion"
@@ -198,6 +199,12 @@ def run_note(verdict: dict[str, Any]) -> str:
         head = f"**Gate passed** (against {against}): the candidate may become champion."
     else:
         head = f"**Gate failed** (against {against}): the candidate was not promoted."
+    if decision and decision.get("decision") == "rejected":
+        pass  # the gate's own failure is the reason
+    elif decision and decision.get("decision") != "promoted":
+        head = f"**Not promoted ({decision['decision']})**: {decision['reason'][:300]}\n\n{head}"
+    elif decision:
+        head = f"**Promoted**: champion is now v{decision['version']}.\n\n{head}"
     ordered = [r for r in reasons if r.startswith("FAIL")] + [r for r in reasons if not r.startswith("FAIL")]
     note = head
     for line in ordered:

@@ -84,6 +84,30 @@ def latest_partition(settings: Settings, dataset: str) -> dt.date:
     return max(dates)
 
 
+def partition_arrival(
+    dataset: str, day: dt.date, deadline: dt.datetime, now: dt.datetime | None = None, settings: Settings | None = None
+) -> tuple[str, str]:
+    """Whether a scheduled run's partition is here: ``("ready"|"waiting"|"overdue", one line)``."""
+    settings = settings or get_settings()
+    cfg = load_dataset_config(settings.dataset_config_path(dataset))
+    try:
+        cfg.partition_files(settings.lake, day)
+        return "ready", f"partition {day.isoformat()} of {dataset!r} is in the lake"
+    except PartitionNotFoundError:
+        pass
+    now = now or dt.datetime.now(dt.UTC)
+    where = cfg.partition_dir(settings.lake, day)
+    if now < deadline:
+        return (
+            "waiting",
+            f"waiting for partition {day.isoformat()} of {dataset!r} at {where} until {deadline.isoformat()}",
+        )
+    return "overdue", (
+        f"run for {day.isoformat()}: partition {day.isoformat()} of {dataset!r} did not arrive at {where} "
+        f"by {deadline.isoformat()}"
+    )
+
+
 def plan(
     dataset: str,
     partition_date: str | None,
@@ -404,11 +428,27 @@ def gate(
     verdict = decide(evaluation["candidate"], evaluation.get("champion"), policy).to_dict()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = mlflow.MlflowClient()
+    recorded = _decided_verdict(client, training["run_id"])
+    if recorded is not None:
+        log.info("gate: this candidate's promotion was decided already; its recorded verdict stands")
+        return recorded
     client.log_dict(training["run_id"], verdict, "gate/verdict.json")
     client.set_tag(training["run_id"], "gate.passed", str(verdict["passed"]).lower())
     for line in verdict["reasons"]:
         log.info("gate: %s", line)
     return verdict
+
+
+def _decided_verdict(client, training_run_id: str) -> dict[str, Any] | None:
+    """The verdict recorded for a training run whose registered version's promotion was decided."""
+    from include.mlops.registry import recorded_decision
+
+    versions = client.search_model_versions(f"run_id = '{training_run_id}'")
+    if not any(recorded_decision(v) for v in versions):
+        return None
+    import mlflow
+
+    return mlflow.artifacts.load_dict(f"runs:/{training_run_id}/gate/verdict.json")
 
 
 def register(
@@ -450,23 +490,49 @@ def register(
     return {"name": cfg.registered_model, "version": str(version.version), "created": created}
 
 
-def promote(registration: dict[str, Any], verdict: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    """Move ``champion`` to the candidate when the gate passed (compare-and-set)."""
+BACKFILL = "backfill"
+
+
+def promote(
+    registration: dict[str, Any],
+    verdict: dict[str, Any],
+    run_type: str = "manual",
+    params: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Decide, once per candidate, whether it becomes champion; move the alias if so.
+
+    Not promoted, with the reason recorded on the version (tag ``promotion.decision``): a
+    failed gate; a backfill run unless its conf sets ``promote_from_backfill``; a candidate
+    trained on a window ending before the champion's. A rerun of a run that already decided
+    changes nothing. Otherwise compare-and-set under the champion lock.
+    """
     import mlflow
 
     from include.mlops.registry import promote as promote_alias
+    from include.mlops.registry import record_decision, recorded_decision
 
     settings = settings or get_settings()
+    params = params or {}
+    run_type = getattr(run_type, "value", run_type)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = mlflow.MlflowClient()
-    outcome = promote_alias(
-        client,
-        registration["name"],
-        registration["version"],
-        verdict.get("champion_version"),
-        reason="; ".join(verdict["reasons"]),
-    )
-    return {**registration, **outcome}
+    name, version = registration["name"], registration["version"]
+    decided = recorded_decision(client.get_model_version(name, version))
+    if decided:
+        return {**registration, "promoted": False, "decision": decided["decision"], "reason": decided["reason"]}
+    if not verdict["passed"]:
+        why = "gate failed: " + "; ".join(r for r in verdict["reasons"] if r.startswith("FAIL"))
+        decided = record_decision(client, name, version, "rejected", why)
+    elif run_type == BACKFILL and not params.get("promote_from_backfill"):
+        why = "backfill run: candidate registered, champion not moved (set promote_from_backfill to allow it)"
+        decided = record_decision(client, name, version, "held", why)
+    else:
+        outcome = promote_alias(client, name, version, verdict.get("champion_version"), "; ".join(verdict["reasons"]))
+        decided = outcome.pop("decided", None)
+        if not decided:
+            return {**registration, **outcome, "decision": "promoted", "reason": "gate passed"}
+    return {**registration, "promoted": False, "decision": decided["decision"], "reason": decided["reason"]}
 
 
 def summarize(

@@ -36,6 +36,7 @@ CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous-champion"
 HISTORY_TAG = "champion.history"  # the single growing tag of earlier versions: read, never written
 MOVE_TAG_PREFIX = "champion.move."
+DECISION_TAG = "promotion.decision"  # on a version: what its run decided, written once
 REASON_LIMIT = 1000  # the full verdict is the candidate run's gate/verdict.json artifact
 
 
@@ -74,6 +75,10 @@ def register_candidate(
             if exc2.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
     existing = find_version_for_run(client, name, run_id)
+    if existing is not None and recorded_decision(existing):
+        # A rerun of a run that already decided: the record of that decision stays as it is.
+        log.info("%s version %s: promotion already decided; tags and aliases left as they are", name, existing.version)
+        return existing, False
     if existing is not None:
         version, created = existing, False
     else:
@@ -87,6 +92,22 @@ def register_candidate(
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     log.info("%s version %s %s; alias %s", name, version.version, "registered" if created else "reused", CHALLENGER)
     return client.get_model_version(name, version.version), created
+
+
+def recorded_decision(version: ModelVersion) -> dict[str, Any] | None:
+    """What the run that registered `version` decided about promoting it, if it decided."""
+    raw = (version.tags or {}).get(DECISION_TAG)
+    return json.loads(raw) if raw else None
+
+
+def record_decision(client: MlflowClient, name: str, version: str, decision: str, reason: str) -> dict[str, Any]:
+    """Record, once, whether `version` was promoted and why; later calls keep the first record."""
+    current = recorded_decision(client.get_model_version(name, str(version)))
+    if current:
+        return current
+    entry = {"decision": decision, "reason": reason[:REASON_LIMIT], "at": dt.datetime.now(dt.UTC).isoformat()}
+    client.set_model_version_tag(name, str(version), DECISION_TAG, json.dumps(entry))
+    return entry
 
 
 def history(client: MlflowClient, name: str) -> list[dict[str, Any]]:
@@ -139,15 +160,35 @@ def _promote_locked(
     current = get_alias(client, name, CHAMPION)
     current_version = str(current.version) if current else None
     if current_version == str(version):
+        record_decision(client, name, str(version), "promoted", reason or "gate passed")  # after a crash in between
         return {"promoted": False, "already_champion": True, "previous": current_version}
+    candidate = client.get_model_version(name, str(version))
+    decided = recorded_decision(candidate)
+    if decided:
+        return {"promoted": False, "already_champion": False, "previous": current_version, "decided": decided}
+    theirs = (current.tags or {}).get("data.interval_end", "") if current else ""
+    ours = (candidate.tags or {}).get("data.interval_end", "")
+    if theirs and ours and _instant(ours) < _instant(theirs):
+        why = (
+            f"version {version} was trained on data ending {ours}, before champion {current_version}'s "
+            f"({theirs}): an older window never replaces the champion"
+        )
+        return {"promoted": False, "already_champion": False, "previous": current_version,
+                "decided": record_decision(client, name, str(version), "held", why)}  # fmt: skip
     if current_version != (str(expected_champion) if expected_champion is not None else None):
         raise StaleVerdictError(
             f"{name}: champion is now {current_version or 'unset'}, but the gate compared against "
             f"{expected_champion or 'no champion'}; re-run evaluation before promoting version {version}"
         )
     _move_champion(client, name, str(version), {"previous": current_version, "action": "promote", "reason": reason})
+    record_decision(client, name, str(version), "promoted", reason or "gate passed")
     log.info("%s: champion %s -> %s", name, current_version, version)
     return {"promoted": True, "already_champion": False, "previous": current_version}
+
+
+def _instant(value: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def champion_stack(entries: list[dict[str, Any]]) -> list[str]:

@@ -77,9 +77,9 @@ def test_pipeline_runs_with_airflow_and_mlflow_on_postgresql(pg_stack, postgres)
     dag_run = _rows(postgres, airflow_db, "SELECT state, id FROM dag_run WHERE run_id = %s", run_id)
     assert dag_run and dag_run[0][0] == "success"
     note = _rows(postgres, airflow_db, "SELECT content FROM dag_run_note WHERE dag_run_id = %s", dag_run[0][1])
-    assert note and note[0][0].startswith("**Gate passed**")
+    assert note and note[0][0].startswith("**Promoted**: champion is now v") and "**Gate passed**" in note[0][0]
     states = _rows(postgres, airflow_db, "SELECT task_id, state FROM task_instance WHERE run_id = %s", run_id)
-    assert {s for _, s in states} == {"success"} and len(states) == 8
+    assert {s for _, s in states} == {"success"} and len(states) == 9
 
     # MLflow's registry is in PostgreSQL: the champion, its lineage, the move record.
     client = mlflow.MlflowClient(server.url)

@@ -158,3 +158,69 @@ def test_history_reads_the_legacy_single_tag_first(client, tmp_path):
     registry.promote(client, NAME, v.version, None)
     history = registry.history(client, NAME)
     assert history[0]["at"] == legacy[0]["at"] and len(history) == 2
+
+
+def _candidate(client, tmp_path, interval_end, gated="true"):
+    run_id, uri = new_run(client, tmp_path)
+    tags = {"gate.passed": gated, "data.interval_end": interval_end, "gate.champion_version": ""}
+    version, _ = registry.register_candidate(client, NAME, uri, run_id, tags)
+    return run_id, uri, str(version.version)
+
+
+def test_an_older_window_never_replaces_the_champion(client, tmp_path):
+    _, _, v1 = _candidate(client, tmp_path, "2026-01-05T00:00:00+00:00")
+    registry.promote(client, NAME, v1, None)
+    _, _, v2 = _candidate(client, tmp_path, "2026-01-03T00:00:00+00:00")  # a backfill's day
+    out = registry.promote(client, NAME, v2, v1)
+    assert not out["promoted"] and out["decided"]["decision"] == "held"
+    assert "before champion 1's" in out["decided"]["reason"]
+    assert str(registry.get_alias(client, NAME, "champion").version) == v1
+    assert len(registry.history(client, NAME)) == 1
+
+
+def test_a_decided_version_is_left_alone_by_a_rerun(client, tmp_path):
+    run_id, uri, v1 = _candidate(client, tmp_path, "2026-01-05T00:00:00+00:00")
+    registry.promote(client, NAME, v1, None)
+    decision = registry.recorded_decision(client.get_model_version(NAME, v1))
+    assert decision["decision"] == "promoted"
+    _, _, v2 = _candidate(client, tmp_path, "2026-01-06T00:00:00+00:00")
+    registry.promote(client, NAME, v2, v1)
+    before = client.get_model_version(NAME, v1).tags
+    # The rerun of v1's run: registration and promotion change no tag and no alias.
+    again, created = registry.register_candidate(
+        client, NAME, uri, run_id, {"gate.passed": "false", "gate.champion_version": v2}
+    )
+    assert not created and str(again.version) == v1
+    assert client.get_model_version(NAME, v1).tags == before
+    assert str(registry.get_alias(client, NAME, "challenger").version) == v2
+    out = registry.promote(client, NAME, v1, v2)
+    assert not out["promoted"] and out["decided"] == decision
+    assert str(registry.get_alias(client, NAME, "champion").version) == v2
+
+
+def test_backfill_runs_register_but_never_promote_unless_asked(client, tmp_path):
+    from include.mlops.pipeline import promote as decide_promotion
+    from include.mlops.settings import get_settings
+
+    home = get_settings()  # the store the client fixture chose
+
+    verdict = {"passed": True, "champion_version": None, "reasons": ["PASS floor: 0.5 >= 0.4"]}
+    _, _, v1 = _candidate(client, tmp_path, "2026-01-05T00:00:00+00:00")
+    held = decide_promotion({"name": NAME, "version": v1}, verdict, "backfill", {}, home)
+    assert held["decision"] == "held" and "backfill run" in held["reason"]
+    assert registry.get_alias(client, NAME, "champion") is None
+    # The decision is made once: the same run asking again changes nothing.
+    again = decide_promotion({"name": NAME, "version": v1}, verdict, "backfill", {"promote_from_backfill": True}, home)
+    assert again["decision"] == "held" and registry.get_alias(client, NAME, "champion") is None
+
+    _, _, v2 = _candidate(client, tmp_path, "2026-01-06T00:00:00+00:00")
+    allowed = decide_promotion(
+        {"name": NAME, "version": v2}, verdict, "backfill", {"promote_from_backfill": True}, home
+    )
+    assert allowed["decision"] == "promoted" and allowed["promoted"]
+    assert str(registry.get_alias(client, NAME, "champion").version) == v2
+
+    _, _, v3 = _candidate(client, tmp_path, "2026-01-07T00:00:00+00:00", gated="false")
+    failed = {"passed": False, "champion_version": v2, "reasons": ["FAIL floor: 0.1 < 0.4", "PASS x"]}
+    rejected = decide_promotion({"name": NAME, "version": v3}, failed, "manual", {}, home)
+    assert rejected["decision"] == "rejected" and rejected["reason"] == "gate failed: FAIL floor: 0.1 < 0.4"

@@ -44,6 +44,17 @@ def test_run_note_puts_failed_checks_first_and_fits_airflow_s_note_column():
     assert len(note) <= 1000 and note.endswith("\n- …")
 
 
+def test_run_note_leads_with_the_promotion_decision():
+    verdict = _verdict(0.7)
+    promoted = run_note(verdict, {"decision": "promoted", "version": "7", "reason": "gate passed"})
+    assert promoted.startswith("**Promoted**: champion is now v7.\n\n**Gate passed**")
+    held = run_note(verdict, {"decision": "held", "version": "7", "reason": "backfill run: candidate registered"})
+    assert held.startswith("**Not promoted (held)**: backfill run: candidate registered\n\n**Gate passed**")
+    failed = _verdict(0.3)
+    rejected = run_note(failed, {"decision": "rejected", "version": "7", "reason": "gate failed: FAIL floor"})
+    assert rejected == run_note(failed)
+
+
 def test_a_person_s_note_is_kept_above_the_pipeline_s():
     assert merged_note(None, "ours") == "ours"
     assert merged_note("ours", "ours") == "ours"
