@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from include.mlops.airflow_links import linked_task
 from include.mlops.airflow_tasks import (
     current_run,
     data_poke_interval,
@@ -104,7 +105,7 @@ def fraud_model_pipeline():
         except PartitionNotFoundError as exc:  # missing data is not fixed by retrying in 30 s
             raise AirflowFailException(str(exc)) from exc
 
-    @task(retries=0)
+    @linked_task(retries=0)
     def validate(plan: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -125,7 +126,7 @@ def fraud_model_pipeline():
         set_run_note(run_note(verdict))
         return verdict
 
-    @task
+    @linked_task
     def register(plan: dict, validation: dict, training: dict, verdict: dict) -> dict:
         from include.mlops.pipeline import register as run_register
 

@@ -1,33 +1,21 @@
-"""Airflow UI links to the model registry and the validation reports.
+"""Airflow UI link to MLflow: "MLflow" in the navigation bar, opening in a new tab.
 
-Adds "MLflow" to the navigation bar (the tracking and registry UI) and a "Model registry"
-view on each DAG run. ``MLOPS_MLFLOW_UI_URL`` sets the address (default: the local
-``make mlflow-ui``).
+No iframe: MLflow answers with ``X-Frame-Options: SAMEORIGIN``, so a framed MLflow would stay
+blank. Per-run links (the training run, the registered version, the Data Docs page) are task
+links, computed when each task ends (``include.mlops.airflow_links``). ``MLOPS_MLFLOW_UI_URL``
+sets the address (default: the local ``make mlflow-ui``).
 """
 
 from __future__ import annotations
 
-import os
-
 from airflow.plugins_manager import AirflowPlugin
 
-MLFLOW_UI_URL = os.environ.get("MLOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+from include.mlops.airflow_links import mlflow_ui_url
 
 
 class MlopsLinksPlugin(AirflowPlugin):
     name = "mlops_links"
+    # Without url_route, a "nav" view is a plain link that the UI opens in a new tab.
     external_views = [  # noqa: RUF012 - AirflowPlugin declares these as class attributes
-        {
-            "name": "MLflow",
-            "href": MLFLOW_UI_URL,
-            "destination": "nav",
-            "category": "browse",
-            "url_route": "mlflow",
-        },
-        {
-            "name": "Model registry",
-            "href": f"{MLFLOW_UI_URL}/#/models",
-            "destination": "dag_run",
-            "url_route": "mlflow_models",
-        },
+        {"name": "MLflow", "href": mlflow_ui_url(), "destination": "nav", "category": "browse"},
     ]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import get_current_context, task
+from airflow.sdk import get_current_context
 
+from include.mlops.airflow_links import linked_task
 from include.mlops.settings import launcher_from_env
 
 if TYPE_CHECKING:
@@ -143,4 +144,4 @@ def trainer_step(job: str, *, execution_timeout: timedelta, **inputs: Any) -> XC
         from include.mlops.k8s.operators import TrainerJobOperator
 
         return TrainerJobOperator(task_id=job, job=job, job_inputs=inputs, execution_timeout=execution_timeout).output
-    return task(task_id=job, execution_timeout=execution_timeout)(_LOCAL[job])(**inputs)
+    return linked_task(task_id=job, execution_timeout=execution_timeout)(_LOCAL[job])(**inputs)

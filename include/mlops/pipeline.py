@@ -226,6 +226,7 @@ def find_finished_training(
         return None
     return {
         "run_id": r.info.run_id,
+        "experiment_id": r.info.experiment_id,
         "model_uri": f"models:/{models[0].model_id}",
         "horovod_size": int(r.data.params.get("horovod_size", 0)),
         "examples_per_sec": r.data.metrics.get("throughput_examples_per_sec"),

@@ -117,10 +117,17 @@ PROBE = textwrap.dedent(
 # environment) and, with the Kubernetes launcher, the operator class. Pipeline code (pipeline,
 # validation, registry, trainer...) is imported inside tasks.
 WIRING = {
-    "local": {"include", "include.mlops", "include.mlops.airflow_tasks", "include.mlops.settings"},
+    "local": {
+        "include",
+        "include.mlops",
+        "include.mlops.airflow_links",
+        "include.mlops.airflow_tasks",
+        "include.mlops.settings",
+    },
     "kubernetes": {
         "include",
         "include.mlops",
+        "include.mlops.airflow_links",
         "include.mlops.airflow_tasks",
         "include.mlops.settings",
         "include.mlops.k8s",

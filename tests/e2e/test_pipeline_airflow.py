@@ -167,6 +167,16 @@ def test_pipeline_trains_with_two_ranks_and_promotes_with_lineage(stack):
     note = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["note"]
     assert note.startswith("**Promoted**: champion is now v") and "**Gate passed** (against no champion)" in note
 
+    # Task links to what the run produced, computed when each task ended.
+    def links(task_id):
+        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/links"
+        return stack.get(path).json()["extra_links"]
+
+    experiment = client().get_run(champion.run_id).info.experiment_id
+    assert links("train")["MLflow run"] == f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{champion.run_id}"
+    assert links("register")["Model version"] == f"http://127.0.0.1:5000/#/models/{MODEL}/versions/{champion.version}"
+    assert links("register")["MLflow run"] is None  # a link with no target stays hidden
+
     # The champion loads by alias from the MLflow store, in the trainer environment.
     probe = (
         "import mlflow, pandas as pd, sys\n"
@@ -251,8 +261,9 @@ def test_ui_plugin_links_to_mlflow(stack):
     plugins = stack.get("/api/v2/plugins").json()["plugins"]
     ours = next(p for p in plugins if p["name"] == "mlops_links")
     views = {v["name"]: v for v in ours["external_views"]}
-    assert views["MLflow"]["destination"] == "nav"
-    assert views["Model registry"]["href"].endswith("/#/models")
+    assert views["MLflow"]["destination"] == "nav" and views["MLflow"]["href"] == "http://127.0.0.1:5000"
+    assert not views["MLflow"].get("url_route")  # a link in a new tab, not a frame MLflow would refuse
+    assert set(views) == {"MLflow"}
 
 
 def _train_output(stack, run_id) -> dict:

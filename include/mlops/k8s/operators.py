@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
+from include.mlops.airflow_links import MlflowRunLink
 from include.mlops.k8s import specs
 from include.mlops.settings import KubernetesSettings, Settings, get_settings
 
@@ -50,6 +51,7 @@ class TrainerJobOperator(KubernetesPodOperator):
 
     template_fields = (*KubernetesPodOperator.template_fields, "job_inputs")
     ui_color = "#c5e1f5"
+    operator_extra_links = (*KubernetesPodOperator.operator_extra_links, MlflowRunLink())
 
     def __init__(self, *, job: str, job_inputs: dict[str, Any], k8s: KubernetesSettings | None = None, **kwargs):
         if job not in ("train", "evaluate"):

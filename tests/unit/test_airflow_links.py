@@ -1,0 +1,23 @@
+"""Task links: URLs computed from each task's return value (empty when there is no target)."""
+
+from include.mlops.airflow_links import data_docs_url, mlflow_run_url, model_version_url
+
+
+def test_links_point_at_the_run_the_version_and_the_data_docs_page(monkeypatch):
+    monkeypatch.setenv("MLOPS_MLFLOW_UI_URL", "https://mlflow.bank.example/")
+    assert (
+        mlflow_run_url({"run_id": "abc", "experiment_id": "3"})
+        == "https://mlflow.bank.example/#/experiments/3/runs/abc"
+    )
+    assert model_version_url({"name": "card fraud", "version": "7"}) == (
+        "https://mlflow.bank.example/#/models/card%20fraud/versions/7"
+    )
+    page = "file:///srv/mlops/gx/gx/uncommitted/data_docs/local_site/validations/card_fraud/x/y.html"
+    assert data_docs_url({"data_docs": page}) == ""  # no served site configured: no link
+    monkeypatch.setenv("MLOPS_DATA_DOCS_URL", "https://docs.bank.example/gx/")
+    assert data_docs_url({"data_docs": page}) == "https://docs.bank.example/gx/validations/card_fraud/x/y.html"
+
+
+def test_no_target_no_link():
+    for url_of in (mlflow_run_url, model_version_url, data_docs_url):
+        assert url_of(None) == "" and url_of({}) == "" and url_of("text") == ""
