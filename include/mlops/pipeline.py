@@ -494,6 +494,17 @@ def register(
 BACKFILL = "backfill"
 
 
+def beats_champion(verdict: dict[str, Any]) -> bool | None:
+    """Whether the candidate's metric exceeds the champion's by more than the gate's tolerance
+    (noise); None when there was no champion to compare with."""
+    check = next((c for c in verdict.get("checks", []) if c.get("name") == "non_regression"), None)
+    tolerance = (verdict.get("policy") or {}).get("max_regression")
+    if not check or check.get("threshold") is None or check.get("value") is None or tolerance is None:
+        return None
+    champion = check["threshold"] + tolerance
+    return check["value"] > champion + tolerance
+
+
 def promote(
     registration: dict[str, Any],
     verdict: dict[str, Any],
@@ -529,7 +540,14 @@ def promote(
         why = "backfill run: candidate registered, champion not moved (set promote_from_backfill to allow it)"
         decided = record_decision(client, name, version, "held", why)
     else:
-        outcome = promote_alias(client, name, version, verdict.get("champion_version"), "; ".join(verdict["reasons"]))
+        outcome = promote_alias(
+            client,
+            name,
+            version,
+            verdict.get("champion_version"),
+            "; ".join(verdict["reasons"]),
+            beats_champion=beats_champion(verdict),
+        )
         decided = outcome.pop("decided", None)
         if not decided:
             return {**registration, **outcome, "decision": "promoted", "reason": "gate passed"}

@@ -143,19 +143,32 @@ def _move_champion(client: MlflowClient, name: str, version: str, event: dict[st
 
 
 def promote(
-    client: MlflowClient, name: str, version: str, expected_champion: str | None, reason: str = ""
+    client: MlflowClient,
+    name: str,
+    version: str,
+    expected_champion: str | None,
+    reason: str = "",
+    beats_champion: bool | None = None,
 ) -> dict[str, Any]:
     """Move ``champion`` to `version` if it still points where the gate looked.
 
     Safe to re-run: promoting the version that already is champion is a no-op. The check and
-    the move happen under the model's champion lock (``registry_lock``).
+    the move happen under the model's champion lock (``registry_lock``). Held (recorded on the
+    version, champion unchanged): a candidate trained on a window ending before the champion's;
+    one that does not beat the champion beyond noise (``beats_champion`` False) on data no
+    newer than the champion's.
     """
     with champion_lock(client.tracking_uri, name):
-        return _promote_locked(client, name, version, expected_champion, reason)
+        return _promote_locked(client, name, version, expected_champion, reason, beats_champion)
 
 
 def _promote_locked(
-    client: MlflowClient, name: str, version: str, expected_champion: str | None, reason: str
+    client: MlflowClient,
+    name: str,
+    version: str,
+    expected_champion: str | None,
+    reason: str,
+    beats_champion: bool | None,
 ) -> dict[str, Any]:
     current = get_alias(client, name, CHAMPION)
     current_version = str(current.version) if current else None
@@ -172,6 +185,17 @@ def _promote_locked(
         why = (
             f"version {version} was trained on data ending {ours}, before champion {current_version}'s "
             f"({theirs}): an older window never replaces the champion"
+        )
+        return {"promoted": False, "already_champion": False, "previous": current_version,
+                "decided": record_decision(client, name, str(version), "held", why)}  # fmt: skip
+    if (
+        current is not None
+        and beats_champion is False
+        and (not theirs or not ours or _instant(ours) <= _instant(theirs))
+    ):
+        why = (
+            f"version {version} does not beat champion {current_version} beyond noise and was trained on data "
+            "no newer than the champion's: the champion stays"
         )
         return {"promoted": False, "already_champion": False, "previous": current_version,
                 "decided": record_decision(client, name, str(version), "held", why)}  # fmt: skip

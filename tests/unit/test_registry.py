@@ -224,3 +224,34 @@ def test_backfill_runs_register_but_never_promote_unless_asked(client, tmp_path)
     failed = {"passed": False, "champion_version": v2, "reasons": ["FAIL floor: 0.1 < 0.4", "PASS x"]}
     rejected = decide_promotion({"name": NAME, "version": v3}, failed, "manual", {}, home)
     assert rejected["decision"] == "rejected" and rejected["reason"] == "gate failed: FAIL floor: 0.1 < 0.4"
+
+
+def test_no_better_beyond_noise_on_data_no_newer_keeps_the_champion(client, tmp_path):
+    _, _, v1 = _candidate(client, tmp_path, "2026-01-05T00:00:00+00:00")
+    registry.promote(client, NAME, v1, None)
+    # A same-day rerun that scored the same: the champion stays.
+    _, _, v2 = _candidate(client, tmp_path, "2026-01-05T00:00:00+00:00")
+    out = registry.promote(client, NAME, v2, v1, beats_champion=False)
+    assert out["decided"]["decision"] == "held" and "beyond noise" in out["decided"]["reason"]
+    # Better beyond noise on the same data: promoted.
+    _, _, v3 = _candidate(client, tmp_path, "2026-01-05T00:00:00+00:00")
+    assert registry.promote(client, NAME, v3, v1, beats_champion=True)["promoted"]
+    # As good (within noise) but trained on newer data: promoted.
+    _, _, v4 = _candidate(client, tmp_path, "2026-01-06T00:00:00+00:00")
+    assert registry.promote(client, NAME, v4, v3, beats_champion=False)["promoted"]
+
+
+def test_beats_champion_reads_the_gate_s_comparison():
+    from include.mlops.gate import GatePolicy, decide
+    from include.mlops.pipeline import beats_champion
+
+    policy = GatePolicy(min_pr_auc=0.1, max_regression=0.01, slice_max_regression=None)
+
+    def verdict(cand, champ):
+        champion = {"version": "1", "metrics": {"pr_auc": champ}} if champ is not None else None
+        return decide({"metrics": {"pr_auc": cand}}, champion, policy).to_dict()
+
+    assert beats_champion(verdict(0.50, None)) is None
+    assert beats_champion(verdict(0.505, 0.50)) is False  # within noise
+    assert beats_champion(verdict(0.495, 0.50)) is False
+    assert beats_champion(verdict(0.52, 0.50)) is True
