@@ -75,7 +75,7 @@ def _move(uri, action, version, expected, start_at, queue):
 
 def _race(uri, moves):
     queue = SPAWN.Queue()
-    start_at = time.time() + 6  # every process imported and connected before anyone moves
+    start_at = time.time() + 4  # every process imported and connected before anyone moves
     procs = [SPAWN.Process(target=_move, args=(uri, *m, start_at, queue)) for m in moves]
     for p in procs:
         p.start()
