@@ -60,6 +60,14 @@ def test_pipeline_shape(dagbag):
     assert dag.catchup is False
 
 
+def test_every_param_has_a_readable_label_and_a_description(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        for name in dag.params:
+            param = dag.params.get_param(name)
+            assert param.schema.get("title") and param.schema["title"] != name, f"{dag_id}.{name}: no readable title"
+            assert len(param.description or "") > 20, f"{dag_id}.{name} has no description"
+
+
 def test_params_defaults_validate_and_bounds(dagbag):
     from airflow.sdk.definitions.param import ParamsDict
 
