@@ -11,6 +11,12 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 
+# MLflow 3's UI opens an experiment on its kind's page: without the tag it may land on the
+# (empty) GenAI traces page instead of the training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def artifact_location(artifact_root: str, experiment: str) -> str:
     """Where an experiment's artifacts go: a URI, or a local directory made absolute."""
     if "://" in artifact_root:
@@ -30,13 +36,17 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: str | N
     client = mlflow.MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is not None:
+        if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return found.experiment_id
     # An MLflow server proxies artifacts itself (mlflow-artifacts:/): a local directory would be
     # one only this machine can write.
     served = tracking_uri.startswith(("http://", "https://")) and "://" not in (artifact_root or "")
     location = artifact_location(artifact_root, experiment) if artifact_root and not served else None
     try:
-        return client.create_experiment(experiment, artifact_location=location)
+        return client.create_experiment(
+            experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        )
     except Exception:
         # Created concurrently by another process: use theirs.
         found = client.get_experiment_by_name(experiment)

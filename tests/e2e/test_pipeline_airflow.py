@@ -165,6 +165,9 @@ def test_pipeline_trains_with_two_ranks_and_promotes_with_lineage(stack):
 
     run = mlflow.get_run(champion.run_id)
     assert run.data.params["horovod_size"] == "2"
+    # Unique, readable run names; the experiment opens on its training runs in MLflow 3's UI.
+    assert run.info.run_name == f"card_fraud-{day.isoformat()}-{champion.run_id[:6]}"
+    assert client().get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     verdict = json.loads(
         Path(mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path="gate/verdict.json")).read_text()
     )

@@ -368,6 +368,8 @@ def _start_mlflow_run(cfg, dataset, size, threads, steps, train_rows, days):
         **(cfg.tags or {}),
     }
     run = mlflow.start_run(run_name=cfg.run_name, tags=tags)
+    if cfg.run_name:  # unique in the experiment's run list: a retry or a rerun is its own row
+        mlflow.set_tag("mlflow.runName", f"{cfg.run_name}-{run.info.run_id[:6]}")
     mlflow.log_params(
         {
             "dataset": dataset.name,
