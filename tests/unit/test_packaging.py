@@ -70,6 +70,76 @@ def test_compose_file_is_valid_compose_spec():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def _compose() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+
+
+def test_compose_runs_the_pipeline_as_production_would():
+    compose = _compose()
+    services = compose["services"]
+    # Every long-running service has a healthcheck; one-shot services say so.
+    for name, service in services.items():
+        assert "healthcheck" in service or service.get("restart") == "no", name
+    # MLflow does not go through Airflow's entrypoint, and it asks for credentials.
+    mlflow = services["mlflow"]
+    assert mlflow["entrypoint"][0] == "/bin/bash"
+    assert "--app-name basic-auth" in mlflow["command"][0] and "--serve-artifacts" in mlflow["command"][0]
+    # The Airflow services share one settings file (JWT secret, API secret key, Fernet key).
+    airflow = [n for n in services if n.startswith("airflow-")]
+    assert {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"} <= set(airflow)
+    for name in [*airflow, "postgres", "mlflow"]:
+        assert services[name]["env_file"] == [{"path": ".local/stack/stack.env", "required": True}], name
+    # The trainer is in the image the scheduler runs tasks in.
+    assert services["airflow-scheduler"]["build"]["target"] == "with-trainer"
+    dockerfile = (ROOT / "images" / "airflow" / "Dockerfile").read_text()
+    with_trainer = dockerfile.split("AS with-trainer", 1)[1].split("FROM ", 1)[0]
+    assert "MLOPS_TRAINER_VENV=/opt/trainer-venv" in with_trainer
+    trainer_build = dockerfile.split("AS trainer-build", 1)[1].split("\nFROM ", 1)[0]
+    for needle in ["requirements-trainer.txt", "requirements-horovod.txt", "constraints-trainer.txt",
+                   "HOROVOD_WITH_GLOO=1", "--no-build-isolation", "hvd.gloo_built()"]:  # fmt: skip
+        assert needle in trainer_build, needle
+    # The shared volume is handed to Airflow's uid before anything writes to it.
+    assert "chown -R 50000:0 /data" in services["volume-init"]["command"][0]
+    # Only on this machine's loopback.
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_compose_holds_no_secret():
+    import re
+
+    text = (ROOT / "docker-compose.yaml").read_text()
+    # Interpolations must not fall back to a default value (a default would be a password).
+    for match in re.finditer(r"\$\{([A-Z_]+)(:?[-?])?([^}]*)\}", text):
+        assert match.group(2) in (None, ":?"), match.group(0)
+    for name, service in _compose()["services"].items():
+        env = service.get("environment", {})
+        for key, _value in env.items() if isinstance(env, dict) else []:
+            if any(word in key for word in ("PASSWORD", "SECRET", "FERNET", "TOKEN")) and not key.endswith("_FILE"):
+                raise AssertionError(f"{name}: {key} is inline; it belongs in .local/stack/stack.env")
+
+
+def test_stack_settings_file_is_generated_once_private_and_complete(home):
+    import os
+    import stat
+
+    from include.mlops.stackenv import KEYS, ensure_stack_env, stack_env_path
+
+    first = ensure_stack_env()
+    path = stack_env_path()
+    assert path == home.home / "stack" / "stack.env"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert set(first) == set(KEYS) and all(first.values())
+    assert first["MLFLOW_TRACKING_PASSWORD"] != "admin" and len(first["POSTGRES_PASSWORD"]) >= 20
+    assert ensure_stack_env() == first  # never rewritten
+    from cryptography.fernet import Fernet
+
+    Fernet(first["AIRFLOW__CORE__FERNET_KEY"])  # a key Airflow accepts
+
+
 def test_hosted_ci_workflow_is_valid_and_runs_what_ci_runs():
     workflow = ROOT / ".github" / "workflows" / "ci.yml"
     out = subprocess.run(
