@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := false
 # pip's cmake 4.x refuses gloo's old cmake_minimum_required; this keeps it building.
 export CMAKE_POLICY_VERSION_MINIMUM := 3.5
 
-.PHONY: help env trainer-env lint-env postgres-server bootstrap demo test test-fast lint bench airflow mlflow-ui render-k8s lock clean
+.PHONY: help env trainer-env lint-env postgres-server up down bootstrap demo test test-fast lint bench airflow mlflow-ui render-k8s lock clean
 
 help:
 	@echo "make demo        bootstrap everything and run fraud_model_pipeline for the next day"
@@ -23,6 +23,7 @@ help:
 	@echo "make mlflow-ui   MLflow UI on http://127.0.0.1:5000"
 	@echo "make lint        ruff"
 	@echo "make render-k8s  the training pod and MPIJob the Kubernetes launcher submits -> .local/k8s/"
+	@echo "make up / down   the production shape locally: PostgreSQL, MLflow server, Airflow services, Data Docs"
 
 env: $(VENV)/.installed
 trainer-env: $(TRAINER_VENV)/.installed
@@ -68,6 +69,14 @@ postgres-server:
 
 bootstrap: env trainer-env
 	$(PY) -m include.mlops.cli bootstrap
+
+# The production shape on this machine (PostgreSQL, MLflow server with auth, Airflow services,
+# Data Docs), all on 127.0.0.1; include/mlops/upstack.py.
+up: env trainer-env postgres-server
+	@$(PY) -m include.mlops.upstack up
+
+down: env
+	@$(PY) -m include.mlops.upstack down
 
 demo: env trainer-env
 	$(PY) -m include.mlops.cli demo

@@ -199,7 +199,7 @@ def run_suite(
                 )
             )
         docs = None
-        sites = context.get_docs_sites_urls()
+        sites = context.get_docs_sites_urls(resource_identifier=key)
         if sites:
             docs = sites[0]["site_url"]
         result_id = str(key).split("::", 1)[-1]

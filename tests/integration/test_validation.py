@@ -3,6 +3,7 @@
 import datetime as dt
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -65,9 +66,12 @@ def test_clean_partition_passes_and_is_reused(card_fraud, home):
     before = snapshot(part)
     first = validate_partition(card_fraud, DAY0, **kwargs(home))
     assert first.success and first.failed == [] and first.evaluated >= 50
-    assert (
-        first.data_docs and (home.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
-    )
+    assert (home.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
+    # The run's own page, not the site's index.
+    assert "/data_docs/local_site/validations/card_fraud/" in first.data_docs
+    from urllib.parse import unquote
+
+    assert Path(unquote(first.data_docs.removeprefix("file://"))).exists()
     assert not quarantine_path(home.quarantine_dir, "card_fraud", DAY0).exists()
     again = validate_partition(card_fraud, DAY0, **kwargs(home))
     assert again.reused and again.result_id == first.result_id
