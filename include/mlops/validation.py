@@ -52,6 +52,10 @@ class FailedExpectation:
             detail = f"{self.unexpected_count} of {self.element_count} rows contain a card number (digits not shown)"
         elif self.unexpected_count is not None:
             detail = f"{self.unexpected_count} of {self.element_count} rows unexpected"
+        elif self.observed_value is None:
+            detail = "could not be evaluated (are the column's values of the expected type?)"
+        elif isinstance(self.observed_value, float):
+            detail = f"observed {self.observed_value:.4g}"
         else:
             detail = f"observed {self.observed_value!r}"
         return f"{self.expectation}{where}: {detail}"
@@ -207,6 +211,14 @@ def run_suite(
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):  # numpy floats too: plain numbers in records and messages
+        return float(value)
+    if isinstance(value, int):
+        return int(value)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        return _jsonable(value.item())  # other numpy scalars
     try:
         json.dumps(value)
         return value

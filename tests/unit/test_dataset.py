@@ -84,3 +84,15 @@ def test_sha256_tracks_bytes_and_names(tmp_path):
 def test_missing_partition_is_named(card_fraud, tmp_path):
     with pytest.raises(PartitionNotFoundError, match="partition 2026-01-09 has no files"):
         card_fraud.partition_files(tmp_path, dt.date(2026, 1, 9))
+
+
+def test_failed_expectation_messages_read_as_numbers_and_reasons():
+    import numpy as np
+
+    from include.mlops.validation import FailedExpectation, _jsonable
+
+    mean = FailedExpectation("expect_column_mean_to_be_between", "is_fraud", None, None, _jsonable(np.float64(0.11574)))
+    assert mean.describe() == "expect_column_mean_to_be_between[is_fraud]: observed 0.1157"
+    assert _jsonable(np.int64(500)) == 500 and type(_jsonable(np.int64(500))) is int
+    blind = FailedExpectation("expect_column_values_to_be_between", "event_time", None, None, None)
+    assert blind.describe().endswith("could not be evaluated (are the column's values of the expected type?)")
