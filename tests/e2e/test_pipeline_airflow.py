@@ -378,17 +378,3 @@ def test_a_rerun_after_a_data_change_trains_afresh_on_the_new_data(stack):
     assert "starting fresh at epoch 1" in log and "data.sha256" in log, log[-3000:]
     version = next(v for v in client().search_model_versions(f"name = '{MODEL}'") if v.run_id == second["run_id"])
     assert version.tags["data.sha256"] == partitions_sha256(sorted(part.glob("*.parquet")))
-
-
-def test_a_forced_retrain_never_resumes(stack):
-    day = DAY0 + dt.timedelta(days=4)
-    run_id = stack.trigger(
-        {"partition_date": day.isoformat(), **FAST, "window_days": 1, "epochs": 2, "force_retrain": True}
-    )
-    assert stack.wait(run_id) == "success", stack.tail()
-    first = _train_output(stack, run_id)
-    _rerun(stack, run_id, "train")
-    second = _train_output(stack, run_id)
-    # Trained both epochs again (a resumed run would train none) in a new MLflow run.
-    assert second["run_id"] != first["run_id"] and second["epochs"] == 2 and not second["reused"]
-    assert "same inputs (a forced retrain)" in stack.task_log(run_id, "train", try_number=2)

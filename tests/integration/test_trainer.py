@@ -255,3 +255,27 @@ def test_sigkill_of_the_task_leaves_no_rank_running(tmp_path):
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert left == [], f"ranks {left} outlived their SIGKILLed task"
+
+
+def test_a_forced_retrain_starts_fresh_and_says_why(trained, tmp_path, caplog):
+    """force_retrain gives the run a new checkpoint folder beside the old one (same inputs):
+    training starts at epoch 1, every epoch runs, and the log says why it did not resume."""
+    import logging
+    import shutil
+
+    home, env, args, _ = trained
+    shutil.copytree(home / "ckpt", tmp_path / "ckpt" / "fingerprint-a")  # the earlier training of this run
+    args = list(args)
+    args[args.index("--checkpoint-dir") + 1] = str(tmp_path / "ckpt" / "fingerprint-b")
+    args[args.index("--result-path") + 1] = str(tmp_path / "forced.json")
+    with caplog.at_level(logging.INFO, logger="include.mlops.launcher"):
+        result = run_local(
+            JobSpec(job="train", num_proc=2, args=(*args, "--no-log-model")),
+            trainer_venv=TRAINER_VENV,
+            project_root=ROOT,
+            result_path=tmp_path / "forced.json",
+            extra_env=env,
+        )
+    assert result["epochs"] == 2  # every epoch trained, none resumed
+    assert "starting fresh at epoch 1: not resuming from checkpoints trained on other inputs: " in caplog.text
+    assert "fingerprint-a: same inputs (a forced retrain)" in caplog.text
