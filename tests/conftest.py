@@ -71,3 +71,20 @@ def postgres():
     server = start_or_skip()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def mlflow_store(request, home, monkeypatch):
+    """An MLflow store as users run it: the embedded SQLite file, and PostgreSQL (a real server).
+
+    Sets MLFLOW_TRACKING_URI, creates experiment "t"; returns the tracking URI.
+    """
+    from include.mlops.tracking import ensure_experiment
+
+    uri = home.mlflow_tracking_uri
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres")
+        uri = server.url(server.create_database("mlflow"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    ensure_experiment(uri, "t", home.mlflow_artifact_root)
+    return uri

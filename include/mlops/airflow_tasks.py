@@ -35,32 +35,21 @@ def retry_delay() -> timedelta:
     return timedelta(seconds=int(raw))
 
 
-def _env_number(name: str, default: str) -> float:
-    import os
-
-    from include.mlops.settings import SettingsError
-
-    raw = os.environ.get(name, default)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise SettingsError(f"{name} must be a non-negative number, got {raw!r}")
-    return value
-
-
 def data_wait() -> timedelta:
     """How long after its data interval ends a scheduled run waits for its partition:
     ``MLOPS_DATA_WAIT_HOURS`` (default 6), read from the environment."""
     from datetime import timedelta
 
-    return timedelta(hours=_env_number("MLOPS_DATA_WAIT_HOURS", "6"))
+    from include.mlops.settings import env_number
+
+    return timedelta(hours=env_number("MLOPS_DATA_WAIT_HOURS", "6"))
 
 
 def data_poke_interval() -> float:
     """Seconds between two looks for a scheduled run's partition: ``MLOPS_DATA_POKE_SECONDS`` (default 300)."""
-    return max(1.0, _env_number("MLOPS_DATA_POKE_SECONDS", "300"))
+    from include.mlops.settings import env_number
+
+    return max(1.0, env_number("MLOPS_DATA_POKE_SECONDS", "300"))
 
 
 def wait_for_partition(dataset: str, data_interval_start, data_interval_end, run_type, partition_date) -> bool:

@@ -52,14 +52,12 @@ def lock_uri(tracking_uri: str) -> str:
 
 
 def lock_timeout() -> float:
-    raw = os.environ.get("MLOPS_REGISTRY_LOCK_TIMEOUT", str(DEFAULT_TIMEOUT_SECONDS))
+    from include.mlops.settings import SettingsError, env_number
+
     try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise LockNotTakenError(f"MLOPS_REGISTRY_LOCK_TIMEOUT must be a number of seconds >= 0, got {raw!r}")
-    return value
+        return env_number("MLOPS_REGISTRY_LOCK_TIMEOUT", str(DEFAULT_TIMEOUT_SECONDS))
+    except SettingsError as exc:
+        raise LockNotTakenError(str(exc)) from None
 
 
 def _advisory_key(name: str) -> int:

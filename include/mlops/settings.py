@@ -36,6 +36,18 @@ class SettingsError(ValueError):
     """A setting read from the environment is malformed; the message names the variable."""
 
 
+def env_number(name: str, default: str) -> float:
+    """A non-negative number from the environment; SettingsError names the variable otherwise."""
+    raw = os.environ.get(name, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise SettingsError(f"{name} must be a non-negative number, got {raw!r}")
+    return value
+
+
 def launcher_from_env() -> str:
     """The configured launcher, read without touching the file system (safe at DAG parse time)."""
     launcher = os.environ.get("MLOPS_LAUNCHER", "local")

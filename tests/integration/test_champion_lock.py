@@ -18,21 +18,14 @@ import pytest
 
 from include.mlops import registry
 from include.mlops.registry_lock import LockNotTakenError, champion_lock, lock_uri
-from include.mlops.tracking import ensure_experiment
 
 NAME = "fraud-detector"
 SPAWN = multiprocessing.get_context("spawn")
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def store(request, home, monkeypatch):
-    uri = home.mlflow_tracking_uri
-    if request.param == "postgresql":
-        server = request.getfixturevalue("postgres")
-        uri = server.url(server.create_database("mlflow"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    ensure_experiment(uri, "t", home.mlflow_artifact_root)
-    return uri
+@pytest.fixture
+def store(mlflow_store):
+    return mlflow_store
 
 
 class SlowClient(mlflow.MlflowClient):

@@ -6,21 +6,14 @@ import mlflow
 import pytest
 
 from include.mlops import registry
-from include.mlops.tracking import ensure_experiment
 
 NAME = "fraud-detector"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def client(request, home, monkeypatch):
+@pytest.fixture
+def client(mlflow_store):
     """The embedded SQLite store, and PostgreSQL as production runs it (a real server)."""
-    uri = home.mlflow_tracking_uri
-    if request.param == "postgresql":
-        server = request.getfixturevalue("postgres")
-        uri = server.url(server.create_database("mlflow"))
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    ensure_experiment(uri, "t", home.mlflow_artifact_root)
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(mlflow_store)
     return mlflow.MlflowClient()
 
 
