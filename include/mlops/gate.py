@@ -199,12 +199,11 @@ def run_note(verdict: dict[str, Any], decision: dict[str, Any] | None = None) ->
         head = f"**Gate passed** (against {against}): the candidate may become champion."
     else:
         head = f"**Gate failed** (against {against}): the candidate was not promoted."
-    if decision and decision.get("decision") == "rejected":
-        pass  # the gate's own failure is the reason
-    elif decision and decision.get("decision") != "promoted":
-        head = f"**Not promoted ({decision['decision']})**: {decision['reason'][:300]}\n\n{head}"
-    elif decision:
+    outcome = (decision or {}).get("decision")
+    if outcome == "promoted":
         head = f"**Promoted**: champion is now v{decision['version']}.\n\n{head}"
+    elif outcome and outcome != "rejected":  # a rejection's reason is the gate's failure, already said
+        head = f"**Not promoted ({outcome})**: {decision['reason'][:300]}\n\n{head}"
     ordered = [r for r in reasons if r.startswith("FAIL")] + [r for r in reasons if not r.startswith("FAIL")]
     note = head
     for line in ordered:

@@ -22,6 +22,7 @@ sessions), then PostgreSQL.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -70,10 +71,14 @@ class UpStack:
 
     # -- pieces ------------------------------------------------------------------------
 
-    def _values(self) -> dict[str, str]:
+    @functools.cached_property
+    def _settings_file(self) -> dict[str, str]:
         from include.mlops.stackenv import ensure_stack_env
 
         return ensure_stack_env(self.root / "stack.env")
+
+    def _values(self) -> dict[str, str]:
+        return self._settings_file
 
     def postgres(self):
         from include.mlops.pgserver import LocalPostgres

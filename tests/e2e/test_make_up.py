@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -26,6 +25,7 @@ import requests
 
 from include.mlops.datagen import write_day
 from tests.conftest import ROOT
+from tests.readme import readme_block
 
 pytestmark = pytest.mark.e2e
 PORTS = {
@@ -35,15 +35,6 @@ PORTS = {
     "MLOPS_UP_PG_PORT": 5433,
 }
 DAG_ID = "fraud_model_pipeline"
-
-
-def readme_block(marker: str) -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        lines = block.strip().splitlines()
-        if lines and lines[0] == marker:
-            return lines
-    raise AssertionError(f"no README block starts with {marker!r}")
 
 
 def busy(port: int) -> bool:

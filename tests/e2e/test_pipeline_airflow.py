@@ -24,6 +24,7 @@ from include.mlops.dataset import partitions_sha256
 from include.mlops.localstack import DAG_ID, Stack
 from include.mlops.pipeline import RunRef
 from tests.conftest import DAY0, LINEAGE_TAGS, ROOT, TRAINER_VENV
+from tests.readme import readme_command
 
 pytestmark = pytest.mark.e2e
 MODEL = "fraud-detector"
@@ -226,18 +227,6 @@ def test_rerunning_the_run_creates_no_second_version(stack):
     assert stack.wait(run_id) == "success", stack.tail()
     # The run decided its promotion already: no alias moved, no tag of that decision rewritten.
     assert registry_state() == before and version_tags() == tags_before
-
-
-def readme_command(marker: str) -> list[str]:
-    """The README's shell command containing `marker`, as argv (continuation lines joined)."""
-    import shlex
-
-    text = (ROOT / "README.md").read_text()
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        for command in block.replace("\\\n", " ").splitlines():
-            if marker in command:
-                return shlex.split(command.split("#", 1)[0])
-    raise AssertionError(f"no README command contains {marker!r}")
 
 
 def run_wrapper(stack, argv: list[str]) -> subprocess.CompletedProcess:
