@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -41,12 +42,24 @@ class LocalPostgres:
                 "PostgreSQL server not found: install Debian's postgresql package (apt-get install postgresql)"
             )
         self.bindir = bindir
+        self._as_postgres = os.geteuid() == 0
         self.root = Path(root)
+        if self._as_postgres and not self._reachable(self.root):
+            # A checkout in a root-only directory (mktemp -d): the server's user cannot enter it,
+            # so its data lives in that user's home instead, one folder per intended location.
+            home = Path(pwd.getpwnam("postgres").pw_dir)
+            self.root = home / "mlops" / hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
         self.data = self.root / "data"
         self.port = port
         self.user = user
         self.password = password
-        self._as_postgres = os.geteuid() == 0
+
+    def _reachable(self, path: Path) -> bool:
+        """Whether the server's user can reach `path` (its nearest existing ancestor, when new)."""
+        probe = Path(path).resolve()
+        while not probe.exists():
+            probe = probe.parent
+        return subprocess.run(self._as_server_user(["test", "-x", str(probe)])).returncode == 0
 
     def _as_server_user(self, cmd: list[str]) -> list[str]:
         if self._as_postgres:

@@ -286,7 +286,7 @@ class UpStack:
         psutil.wait_procs(alive, timeout=10)
         for service in SERVICES:
             (self.pids / f"{service}.pid").unlink(missing_ok=True)
-        if (self.root / "postgres").exists():
+        if (self.root / "stack.env").exists():
             pg = self.postgres()
             if pg.running():
                 pg.stop()
@@ -295,7 +295,7 @@ class UpStack:
 
     def status(self) -> dict[str, bool]:
         out = {s: self._pid(s) is not None for s in SERVICES}
-        out["postgresql"] = (self.root / "postgres").exists() and self.postgres().running()
+        out["postgresql"] = (self.root / "stack.env").exists() and self.postgres().running()
         return out
 
     def admin_password(self) -> str:

@@ -66,6 +66,10 @@ def home():
     env["MLOPS_HOME"] = str(home)
     yield home, env
     shell("make down", env)  # whatever happened above
+    from include.mlops.pgserver import LocalPostgres
+
+    # The server's data, wherever it went (as root, a private checkout puts it in postgres's home).
+    shutil.rmtree(LocalPostgres(home / "stack" / "postgres", 5433, "airflow").root, ignore_errors=True)
     shutil.rmtree(home, ignore_errors=True)
 
 
