@@ -9,42 +9,53 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from include.mlops.airflow_links import linked_task
 from include.mlops.airflow_tasks import (
+    OUTCOME_DOCS,
+    OUTCOME_TASKS,
     current_run,
     data_poke_interval,
     data_wait,
+    promotion,
+    push_promotion,
     reject_undeclared_conf,
     retry_delay,
     set_run_note,
     trainer_step,
+    upstream,
     wait_for_partition,
 )
 
 DOC = """
 ### fraud_model_pipeline
 
-One run per day of card transactions (the run's data interval), or per `partition_date`.
+One run per day of card transactions: `partition_date` if set, else the run's data interval
+(scheduled and backfill runs), else the newest partition in the lake (manual runs).
 
 0. **wait_for_data**: a scheduled run waits (sensor, reschedule mode) for its day's partition
    until its data interval's end plus `MLOPS_DATA_WAIT_HOURS` (6), then fails naming the day
    (`MLOPS_MISSING_DATA=skip`: the run is skipped, with the reason as its note).
 1. **plan**: the training window (`window_days` partitions ending with the run's day) and its sha256.
 2. **validate**: Great Expectations suite `expectations/<suite>.json` on every partition of the
-   window. A failing partition is quarantined (record under `<lake>/_quarantine/`), the task
+   window and of the holdout window (below). A failing partition is quarantined (record under `<lake>/_quarantine/`), the task
    fails with every failed expectation and its unexpected count, nothing downstream runs.
 3. **train**: Horovod data-parallel training with `horovod_np` ranks; rank 0 logs to MLflow.
    Returns the MLflow run id. `MLOPS_LAUNCHER=local`: `horovodrun` in the trainer virtualenv;
    `kubernetes`: a pod with `horovod_np` GPUs (KubernetesPodOperator), or an MPIJob when the
    ranks exceed one node's GPUs.
-4. **evaluate**: candidate and current `champion` on the same held-out rows (same launcher).
-5. **gate**: PR-AUC floor, non-regression against the champion, per-slice checks.
+4. **evaluate**: candidate and current `champion` on the same held-out rows of the newest
+   `window_days` partitions in the lake (not the candidate's own window when newer data exists).
+5. **gate**: PR-AUC floor, non-regression against the champion beyond noise, per-slice checks.
 6. **register**: new version of the registered model, alias `challenger`, lineage tags.
 7. **promote**: alias `champion` moves to the candidate only if the gate passed, the run is not a
    backfill (unless `promote_from_backfill`) and its window does not end before the champion's;
    the decision is recorded once on the version (`promotion.decision`), so a rerun changes nothing.
+   The run goes on through the task named after the outcome, so the grid shows it:
+   **champion_replaced**, **candidate_rejected** (gate failed) or **candidate_held**.
+8. **summarize**: what happened, as one JSON (XCom and `.local/runs/`).
 """
 
 
@@ -150,8 +161,10 @@ One run per day of card transactions (the run's data interval), or per `partitio
     },
 )
 def fraud_model_pipeline():
+    # One chain, one edge per step: each task takes its predecessor's output and reads the
+    # earlier ones it needs by task id (``upstream``), so the graph reads top to bottom.
     @task
-    def plan(data_interval_start=None, params=None) -> dict:
+    def plan(data_interval_start=None, dag_run=None, params=None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.mlops.dataset import PartitionNotFoundError
@@ -159,7 +172,13 @@ def fraud_model_pipeline():
 
         reject_undeclared_conf()
         try:
-            return make_plan(params["dataset"], params["partition_date"], params["window_days"], data_interval_start)
+            return make_plan(
+                params["dataset"],
+                params["partition_date"],
+                params["window_days"],
+                data_interval_start,
+                run_type=dag_run.run_type,
+            )
         except PartitionNotFoundError as exc:  # missing data is not fixed by retrying in 30 s
             raise AirflowFailException(str(exc)) from exc
 
@@ -176,42 +195,51 @@ def fraud_model_pipeline():
             raise AirflowFailException(str(exc)) from exc
 
     @task
-    def gate(evaluation: dict, training: dict, params=None) -> dict:
+    def gate(evaluation: dict, params=None) -> dict:
         from include.mlops.gate import run_note
         from include.mlops.pipeline import gate as run_gate
 
-        verdict = run_gate(evaluation, training, params)
+        verdict = run_gate(evaluation, upstream("train"), params)
         set_run_note(run_note(verdict))
         return verdict
 
     @linked_task
-    def register(plan: dict, validation: dict, training: dict, verdict: dict) -> dict:
+    def register(verdict: dict) -> dict:
         from include.mlops.pipeline import register as run_register
 
-        return run_register(plan, validation, training, verdict, current_run())
+        return run_register(upstream("plan"), upstream("validate"), upstream("train"), verdict, current_run())
 
-    @task
-    def promote(registration: dict, verdict: dict, dag_run=None, params=None) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+    @task.branch
+    def promote(registration: dict, dag_run=None, params=None) -> str:
+        """Move champion or not; the run continues through the task named after the outcome."""
+        from airflow.sdk.exceptions import AirflowFailException
 
         from include.mlops.gate import run_note
         from include.mlops.pipeline import promote as run_promote
         from include.mlops.registry import StaleVerdictError
 
+        verdict = upstream("gate")
         try:
             outcome = run_promote(registration, verdict, dag_run.run_type, params)
         except StaleVerdictError as exc:  # retrying cannot help: the gate must look again
             raise AirflowFailException(str(exc)) from exc
         set_run_note(run_note(verdict, outcome))
-        if outcome["decision"] != "promoted":
-            raise AirflowSkipException(f"not promoted ({outcome['decision']}): {outcome['reason']}")
-        return outcome
+        push_promotion(outcome)
+        return OUTCOME_TASKS[outcome["decision"]]
 
     @task(trigger_rule="none_failed_min_one_success")
-    def summarize(plan: dict, validation: dict, training: dict, verdict: dict, registration: dict) -> dict:
+    def summarize() -> dict:
         from include.mlops.pipeline import summarize as run_summary
 
-        return run_summary(current_run(), plan, validation, training, verdict, registration)
+        return run_summary(
+            current_run(),
+            upstream("plan"),
+            upstream("validate"),
+            upstream("train"),
+            upstream("gate"),
+            upstream("register"),
+            promotion(),
+        )
 
     @task.sensor(
         mode="reschedule",
@@ -225,14 +253,14 @@ def fraud_model_pipeline():
         )
 
     planned = plan()
-    wait_for_data() >> planned
     validated = validate(planned)
-    trained = trainer_step("train", plan=planned, validation=validated, execution_timeout=timedelta(hours=6))
-    evaluated = trainer_step("evaluate", plan=planned, training=trained, execution_timeout=timedelta(hours=1))
-    verdict = gate(evaluated, trained)
-    registered = register(planned, validated, trained, verdict)
-    promoted = promote(registered, verdict)
-    promoted >> summarize(planned, validated, trained, verdict, registered)
+    trained = trainer_step("train", plan="plan", validation=validated, execution_timeout=timedelta(hours=6))
+    evaluated = trainer_step("evaluate", plan="plan", training=trained, execution_timeout=timedelta(hours=1))
+    decided = promote(register(gate(evaluated)))
+    # What became of the candidate, as a task of its own in the grid: one runs, the others skip.
+    outcomes = [EmptyOperator(task_id=task_id, doc_md=doc) for task_id, doc in OUTCOME_DOCS.items()]
+    wait_for_data() >> planned
+    decided >> outcomes >> summarize()
 
 
 fraud_model_pipeline()

@@ -55,6 +55,8 @@ LINEAGE_TAGS = [
     "data.interval_end",
     "data.partitions",
     "data.sha256",
+    "evaluation.partitions",
+    "evaluation.sha256",
     "validation.success",
     "validation.result_id",
     "code.git_commit",

@@ -34,6 +34,15 @@ def mlflow_run_url(output) -> str:
     return f"{mlflow_ui_url()}/#/experiments/{output['experiment_id']}/runs/{output['run_id']}"
 
 
+def mlflow_runs_url(output) -> str:
+    """The experiment's runs table, with the saved view that shows the deciding metrics."""
+    from include.mlops.tracking import RUNS_VIEW_KEY
+
+    if not isinstance(output, dict) or not output.get("experiment_id"):
+        return ""
+    return f"{mlflow_ui_url()}/#/experiments/{output['experiment_id']}?viewStateShareKey={RUNS_VIEW_KEY}"
+
+
 def model_version_url(output) -> str:
     if not isinstance(output, dict) or not output.get("name") or not output.get("version"):
         return ""
@@ -62,6 +71,11 @@ class MlflowRunLink(_ReturnValueLink):
     url_of = staticmethod(mlflow_run_url)
 
 
+class MlflowRunsLink(_ReturnValueLink):
+    name = "MLflow runs"
+    url_of = staticmethod(mlflow_runs_url)
+
+
 class ModelVersionLink(_ReturnValueLink):
     name = "Model version"
     url_of = staticmethod(model_version_url)
@@ -75,7 +89,7 @@ class DataDocsLink(_ReturnValueLink):
 class LinkedPythonOperator(_PythonDecoratedOperator):
     """``@task`` with the links above (the UI shows a link only when it has a target)."""
 
-    operator_extra_links = (MlflowRunLink(), ModelVersionLink(), DataDocsLink())
+    operator_extra_links = (MlflowRunLink(), MlflowRunsLink(), ModelVersionLink(), DataDocsLink())
 
 
 def linked_task(python_callable=None, **kwargs):

@@ -105,6 +105,37 @@ def set_run_note(text: str) -> None:
     get_current_context()["ti"].xcom_push(XCOM_KEY, text)
 
 
+# The task each promotion outcome continues through (an empty task that only marks the
+# outcome in the grid), and what it means.
+OUTCOME_TASKS = {"promoted": "champion_replaced", "rejected": "candidate_rejected", "held": "candidate_held"}
+OUTCOME_DOCS = {
+    "champion_replaced": "The candidate passed the gate and is now `champion`.",
+    "candidate_rejected": "The candidate failed the gate (see the run's note): registered, never champion.",
+    "candidate_held": "The candidate passed the gate but was not promoted: a backfill run, data older than the "
+    "champion's, or no better than the champion beyond noise (see the run's note).",
+}
+PROMOTION_KEY = "promotion"
+
+
+def upstream(task_id: str) -> Any:
+    """The output of an earlier task of this DAG run (its ``return_value`` XCom)."""
+    return get_current_context()["ti"].xcom_pull(task_ids=task_id)
+
+
+def push_promotion(outcome: dict) -> None:
+    get_current_context()["ti"].xcom_push(PROMOTION_KEY, outcome)
+
+
+def promotion() -> dict | None:
+    """What ``promote`` decided for this run's candidate."""
+    return get_current_context()["ti"].xcom_pull(task_ids="promote", key=PROMOTION_KEY)
+
+
+def resolve_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Inputs given as a task id (a string) are that task's output; others are values."""
+    return {name: upstream(value) if isinstance(value, str) else value for name, value in inputs.items()}
+
+
 def current_run():
     from include.mlops.pipeline import RunRef
 
@@ -112,23 +143,27 @@ def current_run():
     return RunRef(dag_id=ctx["dag"].dag_id, run_id=ctx["run_id"])
 
 
-def _train_here(plan: dict, validation: dict, params=None) -> dict:
+def _train_here(plan: dict | str, validation: dict, params=None) -> dict:
     from include.mlops.pipeline import train
 
-    return train(plan, current_run(), params)
+    return train(resolve_inputs({"plan": plan})["plan"], current_run(), params)
 
 
-def _evaluate_here(plan: dict, training: dict) -> dict:
+def _evaluate_here(plan: dict | str, training: dict) -> dict:
     from include.mlops.pipeline import evaluate
 
-    return evaluate(plan, training, current_run())
+    return evaluate(resolve_inputs({"plan": plan})["plan"], training, current_run())
 
 
 _LOCAL = {"train": _train_here, "evaluate": _evaluate_here}
 
 
 def trainer_step(job: str, *, execution_timeout: timedelta, **inputs: Any) -> XComArg:
-    """The ``train`` or ``evaluate`` step of a pipeline, run by the configured launcher."""
+    """The ``train`` or ``evaluate`` step of a pipeline, run by the configured launcher.
+
+    An input given as a task id (a string) is read from that task's output when the step runs,
+    without an edge in the graph; an XComArg is passed as usual.
+    """
     if launcher_from_env() == "kubernetes":
         from include.mlops.k8s.operators import TrainerJobOperator
 

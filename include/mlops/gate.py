@@ -195,6 +195,9 @@ def run_note(verdict: dict[str, Any], decision: dict[str, Any] | None = None) ->
     reasons = list(verdict.get("reasons", []))
     champion = verdict.get("champion_version")
     against = f"champion v{champion}" if champion else "no champion"
+    if verdict.get("holdout_partitions"):
+        days = verdict["holdout_partitions"]
+        against += f", held-out rows of {days[0]}..{days[-1]}" if len(days) > 1 else f", held-out rows of {days[0]}"
     if verdict.get("passed"):
         head = f"**Gate passed** (against {against}): the candidate may become champion."
     else:

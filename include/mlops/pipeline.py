@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from include.mlops.dataset import (
+    DatasetConfig,
     PartitionNotFoundError,
     load_dataset_config,
     parse_date,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from include.mlops.launcher import JobSpec
 
 log = logging.getLogger(__name__)
+BACKFILL = "backfill"  # a DagRunType value
 
 
 class PartitionChangedError(RuntimeError):
@@ -114,18 +116,19 @@ def plan(
     window_days: int,
     data_interval_start: dt.datetime | None,
     settings: Settings | None = None,
+    run_type: str = "scheduled",
 ) -> dict[str, Any]:
     """Which partitions this run validates and trains on, with their content hash.
 
     The run's day is, in order: the ``partition_date`` param; the start of the run's data
-    interval (scheduled and backfill runs); the newest partition in the lake (manual runs
-    triggered without a logical date).
+    interval for scheduled and backfill runs; the newest partition in the lake for any other
+    run (a manual trigger, from the UI's form with its defaults, the API or the CLI).
     """
     settings = settings or get_settings()
     cfg = load_dataset_config(settings.dataset_config_path(dataset))
     if partition_date:
         day = parse_date(partition_date)
-    elif data_interval_start is not None:
+    elif data_interval_start is not None and getattr(run_type, "value", run_type) in ("scheduled", BACKFILL):
         day = data_interval_start.date()
     else:
         day = latest_partition(settings, dataset)
@@ -144,6 +147,7 @@ def plan(
         )
     start = dt.datetime.combine(days[0], dt.time(), tzinfo=dt.UTC)
     end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    holdout = holdout_window(cfg, settings, days, window_days)
     return {
         "dataset": cfg.name,
         "partition_date": day.isoformat(),
@@ -152,18 +156,47 @@ def plan(
         "interval_end": end.isoformat(),
         "sha256": partitions_sha256(files),
         "files": len(files),
+        "holdout_partitions": [d.isoformat() for d in holdout],
+        "holdout_sha256": partitions_sha256([f for d in holdout for f in cfg.partition_files(settings.lake, d)]),
     }
 
 
+def holdout_window(cfg: DatasetConfig, settings: Settings, days: list[dt.date], window_days: int) -> list[dt.date]:
+    """The partitions whose held-out rows score candidate and champion alike: the newest
+    ``window_days`` days in the lake that have data and are not in quarantine.
+
+    Never the candidate's own window when newer data exists: a model trained on older days
+    (a backfill, a rerun) is judged on today's data, as the champion it would replace is.
+    Rows are held out by a hash of their id, so no model ever trained on them. Newer days not
+    yet validated are validated by this run before anyone is scored on them.
+    """
+    from include.mlops.validation import quarantine_path
+
+    newest = latest_partition(settings, cfg.name)
+    if newest <= days[-1]:
+        return days
+    chosen = []
+    for d in window(newest, window_days):
+        try:
+            cfg.partition_files(settings.lake, d)
+        except PartitionNotFoundError:
+            continue
+        if not quarantine_path(settings.quarantine_dir, cfg.name, d).exists():
+            chosen.append(d)
+    return chosen or days
+
+
 def validate(plan_: dict[str, Any], run: RunRef, settings: Settings | None = None) -> dict[str, Any]:
-    """GX suite on every partition of the window; raises DataValidationError on any failure."""
+    """GX suite on every partition of the window and of the holdout window; raises
+    DataValidationError on any failure."""
     from include.mlops.validation import validate_window
 
     settings = settings or get_settings()
     cfg = load_dataset_config(settings.dataset_config_path(plan_["dataset"]))
+    days = sorted({*plan_["partitions"], *plan_.get("holdout_partitions", [])})
     results = validate_window(
         cfg,
-        [parse_date(p) for p in plan_["partitions"]],
+        [parse_date(p) for p in days],
         lake=settings.lake,
         expectations_dir=settings.expectations_dir,
         gx_root=settings.gx_root,
@@ -353,7 +386,7 @@ def evaluate_job_spec(plan_: dict[str, Any], training: dict[str, Any], run: RunR
             "--dataset-config",
             f"{paths.dataset_dir}/{plan_['dataset']}.yaml",
             "--partitions",
-            ",".join(plan_["partitions"]),
+            ",".join(plan_.get("holdout_partitions") or plan_["partitions"]),
             "--candidate-uri",
             training["model_uri"],
             "--candidate-run-id",
@@ -427,6 +460,7 @@ def gate(
         ),
     )
     verdict = decide(evaluation["candidate"], evaluation.get("champion"), policy).to_dict()
+    verdict["holdout_partitions"] = list(evaluation.get("partitions") or [])
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = mlflow.MlflowClient()
     recorded = _decided_verdict(client, training["run_id"])
@@ -477,6 +511,8 @@ def register(
         "data.interval_end": plan_["interval_end"],
         "data.partitions": ",".join(plan_["partitions"]),
         "data.sha256": plan_["sha256"],
+        "evaluation.partitions": ",".join(plan_.get("holdout_partitions") or plan_["partitions"]),
+        "evaluation.sha256": plan_.get("holdout_sha256") or plan_["sha256"],
         "validation.success": str(bool(validation["success"])).lower(),
         "validation.result_id": ";".join(validation["result_ids"]),
         "validation.suite": validation["suite"],
@@ -489,9 +525,6 @@ def register(
     }
     version, created = register_candidate(client, cfg.registered_model, training["model_uri"], training["run_id"], tags)
     return {"name": cfg.registered_model, "version": str(version.version), "created": created}
-
-
-BACKFILL = "backfill"
 
 
 def beats_champion(verdict: dict[str, Any]) -> bool | None:
@@ -561,6 +594,7 @@ def summarize(
     training: dict[str, Any],
     verdict: dict[str, Any],
     registration: dict[str, Any],
+    promotion: dict[str, Any] | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """What happened in this run, in one JSON file (``.local/runs/<dag>/<run>/summary.json``)."""
@@ -595,7 +629,15 @@ def summarize(
             "examples_per_sec": training.get("examples_per_sec"),
             "reused": training.get("reused", False),
         },
-        "gate": {"passed": verdict["passed"], "reasons": verdict["reasons"]},
+        "gate": {
+            "passed": verdict["passed"],
+            "reasons": verdict["reasons"],
+            "holdout_partitions": verdict.get("holdout_partitions"),
+        },
+        "promotion": {
+            "decision": (promotion or {}).get("decision"),
+            "reason": (promotion or {}).get("reason"),
+        },
         "registry": {
             "model": name,
             "version": registration["version"],

@@ -16,6 +16,47 @@ if TYPE_CHECKING:
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 
+# A saved view of the experiment's runs table (MLflow's "share view": an experiment tag the UI
+# reads when a link carries ``?viewStateShareKey=<key>``): the metrics that decide promotion
+# as columns, newest runs first. MLflow's default shows none of them.
+RUNS_VIEW_KEY = "mlops-runs"
+RUNS_VIEW_TAG = f"mlflow.sharedViewState.{RUNS_VIEW_KEY}"
+RUNS_VIEW_COLUMNS = (
+    "metrics.`holdout_pr_auc`",
+    "metrics.`holdout_roc_auc`",
+    "metrics.`holdout_recall_at_fpr_0.01`",
+    "metrics.`throughput_examples_per_sec`",
+    "params.`horovod_size`",
+    "params.`epochs`",
+    "tags.`airflow.run_id`",
+    "attributes.`Models`",
+)
+
+
+def runs_view_state() -> str:
+    import json
+
+    return json.dumps(
+        {
+            "searchFilter": "",
+            "orderByKey": "attributes.start_time",
+            "orderByAsc": False,
+            "startTime": "ALL",
+            "lifecycleFilter": "Active",
+            "modelVersionFilter": "All Runs",
+            "datasetsFilter": [],
+            "selectedColumns": list(RUNS_VIEW_COLUMNS),
+        },
+        sort_keys=True,
+    )
+
+
+def _ensure_experiment_tags(client: MlflowClient, experiment) -> None:
+    wanted = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, RUNS_VIEW_TAG: runs_view_state()}
+    for key, value in wanted.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+
 
 def artifact_location(artifact_root: str, experiment: str) -> str:
     """Where an experiment's artifacts go: a URI, or a local directory made absolute."""
@@ -36,8 +77,7 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: str | N
     client = mlflow.MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is not None:
-        if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        _ensure_experiment_tags(client, found)
         return found.experiment_id
     # An MLflow server proxies artifacts itself (mlflow-artifacts:/): a local directory would be
     # one only this machine can write.
@@ -45,7 +85,9 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: str | N
     location = artifact_location(artifact_root, experiment) if artifact_root and not served else None
     try:
         return client.create_experiment(
-            experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            experiment,
+            artifact_location=location,
+            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, RUNS_VIEW_TAG: runs_view_state()},
         )
     except Exception:
         # Created concurrently by another process: use theirs.

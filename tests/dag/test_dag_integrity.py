@@ -47,12 +47,17 @@ def test_every_dag_has_tags_retries_docs_and_owner(dagbag):
 
 def test_pipeline_shape(dagbag):
     dag = dagbag.dags["fraud_model_pipeline"]
-    order = ["wait_for_data", "plan", "validate", "train", "evaluate", "gate", "register", "promote", "summarize"]
-    assert set(order) == set(dag.task_dict)
-    for upstream, downstream in itertools.pairwise(order):
-        assert upstream in dag.task_dict[downstream].upstream_task_ids or upstream in {
-            t for d in dag.task_dict[downstream].upstream_task_ids for t in dag.task_dict[d].upstream_task_ids
-        }
+    chain = ["wait_for_data", "plan", "validate", "train", "evaluate", "gate", "register", "promote"]
+    outcomes = {"champion_replaced", "candidate_rejected", "candidate_held"}
+    assert set(chain) | outcomes | {"summarize"} == set(dag.task_dict)
+    # A graph a person can read: one edge per step, then the outcome that ran, then the summary.
+    upstream_of = {task_id: task.upstream_task_ids for task_id, task in dag.task_dict.items()}
+    assert upstream_of["wait_for_data"] == set()
+    for upstream, downstream in itertools.pairwise(chain):
+        assert upstream_of[downstream] == {upstream}, downstream
+    assert all(upstream_of[o] == {"promote"} for o in outcomes)
+    assert upstream_of["summarize"] == outcomes
+    assert dag.task_dict["summarize"].trigger_rule == "none_failed_min_one_success"
     assert dag.task_dict["validate"].retries == 0
     sensor = dag.task_dict["wait_for_data"]
     assert sensor.mode == "reschedule" and sensor.retries == 0  # frees its worker slot while it waits

@@ -22,7 +22,7 @@ import requests
 from include.mlops.datagen import write_day
 from include.mlops.dataset import partitions_sha256
 from include.mlops.localstack import DAG_ID, Stack
-from include.mlops.pipeline import RunRef
+from include.mlops.pipeline import RunRef, latest_partition
 from tests.conftest import DAY0, LINEAGE_TAGS, ROOT, TRAINER_VENV
 from tests.readme import readme_command
 
@@ -143,7 +143,10 @@ def test_pipeline_trains_with_two_ranks_and_promotes_with_lineage(stack):
     day = DAY0 + dt.timedelta(days=2)
     run_id = stack.trigger({"partition_date": day.isoformat(), **FAST})
     assert stack.wait(run_id) == "success", stack.tail()
-    assert set(stack.task_states(run_id).values()) == {"success"}
+    states = stack.task_states(run_id)
+    # The grid shows the outcome as a task: the other outcomes are skipped.
+    assert states.pop("candidate_rejected") == states.pop("candidate_held") == "skipped"
+    assert set(states.values()) == {"success"} and "champion_replaced" in states
 
     champion = client().get_model_version_by_alias(MODEL, "champion")
     assert str(client().get_model_version_by_alias(MODEL, "challenger").version) == str(champion.version)
@@ -158,6 +161,7 @@ def test_pipeline_trains_with_two_ranks_and_promotes_with_lineage(stack):
     assert tags["airflow.dag_id"] == DAG_ID and tags["airflow.run_id"] == run_id
     assert tags["train.horovod_size"] == "2"
     assert tags["data.partitions"] == ",".join(partitions)
+    assert tags["evaluation.partitions"] == ",".join(partitions)  # the newest days in the lake
     assert tags["data.sha256"] == partitions_sha256(files)
     assert tags["data.interval_start"].startswith(partitions[0]) and tags["data.interval_end"].startswith("2026-01-04")
     assert tags["validation.success"] == "true" and tags["gate.passed"] == "true"
@@ -174,7 +178,8 @@ def test_pipeline_trains_with_two_ranks_and_promotes_with_lineage(stack):
     )
     assert verdict["passed"] and any("no champion yet" in r for r in verdict["reasons"])
     note = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["note"]
-    assert note.startswith("**Promoted**: champion is now v") and "**Gate passed** (against no champion)" in note
+    assert note.startswith("**Promoted**: champion is now v")
+    assert f"**Gate passed** (against no champion, held-out rows of {partitions[0]}..{partitions[1]})" in note
 
     # Task links to what the run produced, computed when each task ended.
     def links(task_id):
@@ -183,6 +188,15 @@ def test_pipeline_trains_with_two_ranks_and_promotes_with_lineage(stack):
 
     experiment = client().get_run(champion.run_id).info.experiment_id
     assert links("train")["MLflow run"] == f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{champion.run_id}"
+    assert (
+        links("train")["MLflow runs"]
+        == f"http://127.0.0.1:5000/#/experiments/{experiment}?viewStateShareKey=mlops-runs"
+    )
+    view = json.loads(client().get_experiment(experiment).tags["mlflow.sharedViewState.mlops-runs"])
+    assert "metrics.`holdout_pr_auc`" in view["selectedColumns"]
+    assert {f"metrics.`{k}`" for k in run.data.metrics} >= {
+        c for c in view["selectedColumns"] if c.startswith("metrics.")
+    }
     assert links("register")["Model version"] == f"http://127.0.0.1:5000/#/models/{MODEL}/versions/{champion.version}"
     assert links("register")["MLflow run"] is None  # a link with no target stays hidden
 
@@ -291,16 +305,25 @@ def test_a_failed_gate_shows_on_the_run_and_in_its_summary(stack):
     )
     assert stack.wait(run_id) == "success", stack.tail()
     states = stack.task_states(run_id)
-    assert states["gate"] == "success" and states["promote"] == "skipped" and states["summarize"] == "success"
+    assert states["promote"] == "success" and states["candidate_rejected"] == "success"
+    assert states["champion_replaced"] == states["candidate_held"] == "skipped" and states["summarize"] == "success"
     note = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["note"]
     champion = before["aliases"]["champion"]
-    assert note.startswith(f"**Gate failed** (against champion v{champion}): the candidate was not promoted.")
+    # Scored on the newest day in the lake, not on the run's own (older) day.
+    newest = latest_partition(stack.settings, "card_fraud").isoformat()
+    assert newest > day.isoformat()
+    assert note.startswith(
+        f"**Gate failed** (against champion v{champion}, held-out rows of {newest}): the candidate was not promoted."
+    )
     assert "\n- FAIL floor: " in note and len(note) <= 1000
     assert registry_state()["aliases"]["champion"] == champion
     summary = json.loads(
         (stack.settings.runs_dir / DAG_ID / RunRef(DAG_ID, run_id).safe_run_id / "summary.json").read_text()
     )
-    assert summary["gate"]["passed"] is False
+    assert summary["gate"]["passed"] is False and summary["gate"]["holdout_partitions"] == [newest]
+    assert summary["promotion"]["decision"] == "rejected"
+    validated = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/validate/xcomEntries/return_value")
+    assert sorted(validated.json()["value"]["partitions"]) == [day.isoformat(), newest]  # the run's, and the holdout's
     assert any(r.startswith("FAIL floor: ") for r in summary["gate"]["reasons"])
 
 

@@ -1,6 +1,9 @@
 """Task links: URLs computed from each task's return value (empty when there is no target)."""
 
-from include.mlops.airflow_links import data_docs_url, mlflow_run_url, model_version_url
+import json
+
+from include.mlops.airflow_links import data_docs_url, mlflow_run_url, mlflow_runs_url, model_version_url
+from include.mlops.tracking import RUNS_VIEW_KEY, runs_view_state
 
 
 def test_links_point_at_the_run_the_version_and_the_data_docs_page(monkeypatch):
@@ -8,6 +11,9 @@ def test_links_point_at_the_run_the_version_and_the_data_docs_page(monkeypatch):
     assert (
         mlflow_run_url({"run_id": "abc", "experiment_id": "3"})
         == "https://mlflow.bank.example/#/experiments/3/runs/abc"
+    )
+    assert mlflow_runs_url({"run_id": "abc", "experiment_id": "3"}) == (
+        f"https://mlflow.bank.example/#/experiments/3?viewStateShareKey={RUNS_VIEW_KEY}"
     )
     assert model_version_url({"name": "card fraud", "version": "7"}) == (
         "https://mlflow.bank.example/#/models/card%20fraud/versions/7"
@@ -19,5 +25,11 @@ def test_links_point_at_the_run_the_version_and_the_data_docs_page(monkeypatch):
 
 
 def test_no_target_no_link():
-    for url_of in (mlflow_run_url, model_version_url, data_docs_url):
+    for url_of in (mlflow_run_url, mlflow_runs_url, model_version_url, data_docs_url):
         assert url_of(None) == "" and url_of({}) == "" and url_of("text") == ""
+
+
+def test_the_saved_runs_view_shows_the_metrics_that_decide_promotion_as_columns():
+    view = json.loads(runs_view_state())
+    assert "metrics.`holdout_pr_auc`" in view["selectedColumns"]
+    assert view["orderByKey"] == "attributes.start_time" and view["orderByAsc"] is False

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-from include.mlops.airflow_links import MlflowRunLink
+from include.mlops.airflow_links import MlflowRunLink, MlflowRunsLink
 from include.mlops.k8s import specs
 from include.mlops.settings import KubernetesSettings, Settings, get_settings
 
@@ -51,7 +51,7 @@ class TrainerJobOperator(KubernetesPodOperator):
 
     template_fields = (*KubernetesPodOperator.template_fields, "job_inputs")
     ui_color = "#c5e1f5"
-    operator_extra_links = (*KubernetesPodOperator.operator_extra_links, MlflowRunLink())
+    operator_extra_links = (*KubernetesPodOperator.operator_extra_links, MlflowRunLink(), MlflowRunsLink())
 
     def __init__(self, *, job: str, job_inputs: dict[str, Any], k8s: KubernetesSettings | None = None, **kwargs):
         if job not in ("train", "evaluate"):
@@ -59,7 +59,9 @@ class TrainerJobOperator(KubernetesPodOperator):
         # Parse time: only the environment is read (the image and MLflow URL are checked at execute).
         k = k8s or KubernetesSettings.from_env(os.environ, mlflow_tracking_uri="", git_commit=None)
         self.job = job
+        # Values, XComArgs, or task ids (strings) whose output is read at execute.
         self.job_inputs = job_inputs
+        self._inputs: dict[str, Any] = {}
         self._mpijob: tuple[str, str] | None = None
         super().__init__(
             kubernetes_conn_id=k.conn_id,
@@ -99,8 +101,9 @@ class TrainerJobOperator(KubernetesPodOperator):
         k.check_ready()
         run = pipeline.RunRef(dag_id=context["dag"].dag_id, run_id=context["run_id"])
         params = context["params"]
-        plan = self.job_inputs["plan"]
         ti = context["ti"]
+        self._inputs = {k: ti.xcom_pull(task_ids=v) if isinstance(v, str) else v for k, v in self.job_inputs.items()}
+        plan = self._inputs["plan"]
         name = job_name(self.job, run.dag_id, run.run_id, ti.try_number)
         if self.job == "train":
             previous = pipeline.reusable_training(plan, run, params, settings)
@@ -113,7 +116,7 @@ class TrainerJobOperator(KubernetesPodOperator):
                 plan, run, params, settings, job_name=name, result_path=MPI_RESULT_PATH if across_nodes else None
             )
         else:
-            spec = pipeline.evaluate_job_spec(plan, self.job_inputs["training"], run, settings)
+            spec = pipeline.evaluate_job_spec(plan, self._inputs["training"], run, settings)
         self.configure(spec, context, settings)
         return spec, None
 
@@ -209,7 +212,7 @@ class TrainerJobOperator(KubernetesPodOperator):
         finally:
             self._delete_mpijob()
         run = pipeline.RunRef(dag_id=context["dag"].dag_id, run_id=context["run_id"])
-        found = pipeline.find_finished_training(settings, run, self.job_inputs["plan"]["sha256"], job_name=name)
+        found = pipeline.find_finished_training(settings, run, self._inputs["plan"]["sha256"], job_name=name)
         if not found:
             raise TrainerJobError(f"MPIJob {name} succeeded but MLflow has no finished training run tagged with it")
         found["reused"] = False
