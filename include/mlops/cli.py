@@ -1,7 +1,7 @@
 """Embedded-default operations: bootstrap, demo, and Airflow/MLflow with the right environment.
 
     python -m include.mlops.cli bootstrap     # .local/: Airflow DB, MLflow store, lake
-    python -m include.mlops.cli demo          # data for the next day + one full pipeline run
+    python -m include.mlops.cli demo          # data for the next day + one run through Airflow
     python -m include.mlops.cli env           # print the environment (eval "$(... env)")
     python -m include.mlops.cli airflow ARGS  # the airflow CLI against .local/airflow
     python -m include.mlops.cli standalone    # Airflow UI/API on :8080 (scheduler included)
@@ -14,6 +14,7 @@ module only fills in the embedded defaults for what is unset.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -22,8 +23,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from include.mlops.files import FileLockTimeout, exclusive_file_lock
+from include.mlops.pipeline import RunRef
 from include.mlops.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 DAG_ID = "fraud_model_pipeline"
 DEMO_START = dt.date(2026, 1, 1)
@@ -125,7 +132,7 @@ def demo(settings: Settings) -> int:
 
     t0 = time.monotonic()
     print("==> bootstrap (.local/)", flush=True)
-    env = bootstrap(settings)
+    bootstrap(settings)
     state_path = _demo_state_path(settings)
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     last = state.get("last_completed")
@@ -138,20 +145,55 @@ def demo(settings: Settings) -> int:
         if not (settings.lake / "transactions" / f"date={d.isoformat()}").exists():
             write_day(settings.lake, d, DEMO_ROWS)
             print(f"    generated {d}", flush=True)
-    print(f"==> running {DAG_ID} for {day} through Airflow (dags test)", flush=True)
-    _airflow(["dags", "reserialize"], env)
+    print(f"==> running {DAG_ID} for {day} through Airflow (scheduler, api-server, dag-processor)", flush=True)
     conf = {"partition_date": day.isoformat(), "window_days": DEMO_WINDOW}
-    rc = _airflow(
-        ["dags", "test", DAG_ID, f"{day.isoformat()}T00:00:00+00:00", "-c", json.dumps(conf)], env, check=False
-    )
-    summary_path = settings.runs_dir / "latest-summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    if rc != 0 or not summary or summary.get("partitions", [None])[-1] != day.isoformat():
-        print(f"\n!! {DAG_ID} failed for {day}: see the task logs above", file=sys.stderr)
+    try:
+        with one_airflow(settings):
+            run_id, state, failed_logs = _run_through_airflow(settings, conf)
+    except FileLockTimeout:
+        print(
+            f"!! Airflow is already running on {settings.home} (make airflow): trigger {DAG_ID} from its UI, "
+            "or stop it and run make demo again",
+            file=sys.stderr,
+        )
         return 1
+    summary_path = settings.runs_dir / DAG_ID / RunRef(DAG_ID, run_id).safe_run_id / "summary.json"
+    if state != "success" or not summary_path.exists():
+        for task_id, log in failed_logs.items():
+            print(f"\n--- {task_id} (failed), end of its log ---\n{log}", file=sys.stderr)
+        print(f"\n!! {DAG_ID} run {run_id} for {day} ended {state}", file=sys.stderr)
+        return 1
+    summary = json.loads(summary_path.read_text())
     state_path.write_text(json.dumps({"last_completed": day.isoformat()}))
     print_summary(summary, settings, time.monotonic() - t0)
     return 0
+
+
+@contextlib.contextmanager
+def one_airflow(settings: Settings) -> Iterator[None]:
+    """At most one Airflow (``make airflow`` or the demo's) on one embedded home: two schedulers
+    on one SQLite database would fight over every run."""
+    with exclusive_file_lock(settings.home / "airflow" / "standalone.lock", timeout=1):
+        yield
+
+
+def _run_through_airflow(settings: Settings, conf: dict) -> tuple[str, str, dict[str, str]]:
+    """Start Airflow on this home, trigger one run over the REST API as a user would, wait for
+    it, stop Airflow. Returns the run id, its state and the end of each failed task's log."""
+    from include.mlops.localstack import Stack
+
+    keep = {k: v for k, v in os.environ.items() if k.startswith(("MLOPS_", "MLFLOW_"))}
+    stack = Stack(settings.home, env=keep)
+    stack.start()
+    try:
+        run_id = stack.trigger(conf)
+        print(f"    triggered {run_id}; Airflow logs in {stack.home / 'standalone.log'}", flush=True)
+        state = stack.wait(run_id, timeout=3600)
+        failed = [t for t, s in stack.task_states(run_id).items() if s == "failed"]
+        logs = {t: "\n".join(stack.task_log(run_id, t).splitlines()[-40:]) for t in failed}
+        return run_id, state, logs
+    finally:
+        stack.stop()
 
 
 def print_summary(summary: dict, settings: Settings, seconds: float) -> None:
@@ -164,6 +206,8 @@ def print_summary(summary: dict, settings: Settings, seconds: float) -> None:
         f"training    {t['horovod_ranks']} Horovod ranks, {t['examples_per_sec'] or 0:.0f} examples/s, MLflow run {t['mlflow_run_id']}",
         f"gate        {'PASSED' if g['passed'] else 'FAILED'}",
         *[f"              {reason}" for reason in g["reasons"][:8]],
+        f"promotion   {(summary.get('promotion') or {}).get('decision') or '-'}: "
+        f"{(summary.get('promotion') or {}).get('reason') or ''}",
         f"registry    {r['model']} version {r['version']} aliases: {', '.join(r['aliases']) or '-'} (champion: v{r['champion_version']})",
         "",
         "where to look next:",
@@ -204,7 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         return _airflow(ns.args, env, check=False)
     if ns.command == "standalone":
         bootstrap(settings)
-        return _airflow(["standalone"], env, check=False)
+        try:
+            with one_airflow(settings):
+                return _airflow(["standalone"], env, check=False)
+        except FileLockTimeout:
+            print(f"Airflow is already running on {settings.home} (make airflow or make demo)", file=sys.stderr)
+            return 1
     # mlflow-ui
     mlflow = str(Path(sys.executable).parent / "mlflow")
     return subprocess.call(

@@ -176,10 +176,25 @@ def test_pipeline_trains_in_a_pod_and_promotes_with_lineage(cluster):
     assert "reusing finished training run" in stack.task_log(run_id, "train", 2)
 
 
-def test_failing_pod_fails_the_task_with_its_last_lines(cluster):
-    stack, kube = cluster["stack"], cluster["kube"]
+@pytest.fixture(scope="module")
+def failing_runs(cluster):
+    """Three runs that must fail, started together (the DAG runs 3 side by side): mostly waiting
+    (schedule timeouts, retry delays), so together they take the time of the slowest."""
+    stack = cluster["stack"]
+    day = (DAY0 + dt.timedelta(days=2)).isoformat()
     before = registry_versions()
-    run_id = stack.trigger({"partition_date": (DAY0 + dt.timedelta(days=2)).isoformat(), **FAST, "batch_size": 65536})
+    runs = {
+        "failing_pod": stack.trigger({"partition_date": day, **FAST, "batch_size": 65536}),
+        "unschedulable": stack.trigger({"partition_date": day, **FAST, "horovod_np": 3}),
+        "mpijob": stack.trigger({"partition_date": day, **FAST, "horovod_np": GPUS_PER_NODE + 1, "batch_size": 65536}),
+    }
+    return runs, before
+
+
+def test_failing_pod_fails_the_task_with_its_last_lines(cluster, failing_runs):
+    stack, kube = cluster["stack"], cluster["kube"]
+    runs, before = failing_runs
+    run_id = runs["failing_pod"]
     assert stack.wait(run_id, timeout=600) == "failed", stack.tail()
     assert stack.task_states(run_id)["train"] == "failed"
     log = stack.task_log(run_id, "train", 1)
@@ -190,9 +205,9 @@ def test_failing_pod_fails_the_task_with_its_last_lines(cluster):
     assert registry_versions() == before
 
 
-def test_unschedulable_pod_fails_after_the_schedule_timeout_with_the_reason(cluster):
+def test_unschedulable_pod_fails_after_the_schedule_timeout_with_the_reason(cluster, failing_runs):
     stack, kube = cluster["stack"], cluster["kube"]
-    run_id = stack.trigger({"partition_date": (DAY0 + dt.timedelta(days=2)).isoformat(), **FAST, "horovod_np": 3})
+    run_id = failing_runs[0]["unschedulable"]
     assert stack.wait(run_id, timeout=600) == "failed", stack.tail()
     log = stack.task_log(run_id, "train", 1)
     assert "Insufficient nvidia.com/gpu" in log
@@ -200,6 +215,21 @@ def test_unschedulable_pod_fails_after_the_schedule_timeout_with_the_reason(clus
     pods = pods_of(kube, run_id, "train")
     assert [p.name.rsplit("-", 1)[-1] for p in pods] == ["t1", "t2"]
     assert all(p.proc is None and p.deleted for p in pods)  # never ran, and cleaned up
+
+
+def test_mpijob_failure_fails_the_task_with_the_launcher_log(cluster, failing_runs):
+    stack, kube = cluster["stack"], cluster["kube"]
+    ranks = GPUS_PER_NODE + 1
+    run_id = failing_runs[0]["mpijob"]
+    assert stack.wait(run_id, timeout=900) == "failed", stack.tail()
+    log = stack.task_log(run_id, "train", 1)
+    assert f"{ranks} ranks on 2 workers" in log
+    assert "MPIJob" in log and "failed" in log.lower()
+    assert "too little training data" in log  # from the launcher pod's log
+    created = [path for method, path in kube.requests if method == "POST" and "/mpijobs" in path]
+    deleted = [path for method, path in kube.requests if method == "DELETE" and "/mpijobs/" in path]
+    assert len(created) == 2 and len(deleted) == 2  # each try created its own MPIJob and deleted it
+    assert kube.mpijobs == {}
 
 
 def test_retry_starts_a_fresh_pod_that_resumes_from_the_checkpoint(cluster):
@@ -237,23 +267,6 @@ def test_killing_the_task_deletes_its_pod(cluster):
     assert ("DELETE", f"/api/v1/namespaces/mlops/pods/{pod.name}?") in kube.requests
     kube.wait_for(lambda: pod.proc.poll() is not None, timeout=30, what="the pod's process to end")
     stack.wait(run_id, timeout=300)
-
-
-def test_mpijob_failure_fails_the_task_with_the_launcher_log(cluster):
-    stack, kube = cluster["stack"], cluster["kube"]
-    ranks = GPUS_PER_NODE + 1
-    run_id = stack.trigger(
-        {"partition_date": (DAY0 + dt.timedelta(days=2)).isoformat(), **FAST, "horovod_np": ranks, "batch_size": 65536}
-    )
-    assert stack.wait(run_id, timeout=900) == "failed", stack.tail()
-    log = stack.task_log(run_id, "train", 1)
-    assert f"{ranks} ranks on 2 workers" in log
-    assert "MPIJob" in log and "failed" in log.lower()
-    assert "too little training data" in log  # from the launcher pod's log
-    created = [path for method, path in kube.requests if method == "POST" and "/mpijobs" in path]
-    deleted = [path for method, path in kube.requests if method == "DELETE" and "/mpijobs/" in path]
-    assert len(created) == 2 and len(deleted) == 2  # each try created its own MPIJob and deleted it
-    assert kube.mpijobs == {}
 
 
 def test_deferrable_mode_hands_the_wait_to_the_triggerer(cluster):
