@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := false
 # pip's cmake 4.x refuses gloo's old cmake_minimum_required; this keeps it building.
 export CMAKE_POLICY_VERSION_MINIMUM := 3.5
 
-.PHONY: help env trainer-env lint-env postgres-server up down bootstrap demo test test-fast lint bench airflow mlflow-ui render-k8s lock clean
+.PHONY: help env trainer-env lint-env postgres-server browser docs-assets up down bootstrap demo test test-fast lint bench airflow mlflow-ui render-k8s lock clean
 
 help:
 	@echo "make demo        bootstrap everything and run fraud_model_pipeline for the next day"
@@ -67,21 +67,36 @@ postgres-server:
 		$$SUDO apt-get install -y --no-install-recommends postgresql \
 		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends postgresql; }; }
 
+# tests/e2e/test_make_up.py drives the Airflow UI, the Data Docs and the MLflow UI in Debian's
+# chromium (headless, through Playwright; Playwright's own browser download is never used).
+browser:
+	@test -x /usr/lib/chromium/chromium || { \
+		echo "==> Chromium for the browser tests (Debian's chromium package)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get install -y --no-install-recommends chromium \
+		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; }; }
+
+# The CSS/JS the Data Docs pages load, pinned in include/mlops/data_docs_assets.json, fetched with
+# npm into .local/data-docs-assets (include/mlops/data_docs.py); fast when already there. Without
+# npm it warns and the pages keep their CDN links.
+docs-assets: env
+	@$(PY) -m include.mlops.data_docs fetch
+
 bootstrap: env trainer-env
 	$(PY) -m include.mlops.cli bootstrap
 
 # The production shape on this machine (PostgreSQL, MLflow server with auth, Airflow services,
 # Data Docs), all on 127.0.0.1; include/mlops/upstack.py.
-up: env trainer-env postgres-server
+up: env trainer-env postgres-server docs-assets
 	@$(PY) -m include.mlops.upstack up
 
 down: env
 	@$(PY) -m include.mlops.upstack down
 
-demo: env trainer-env
+demo: env trainer-env docs-assets
 	$(PY) -m include.mlops.cli demo
 
-test: env trainer-env lint-env postgres-server
+test: env trainer-env lint-env postgres-server browser docs-assets
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
@@ -95,7 +110,7 @@ lint: env
 bench: env trainer-env
 	$(PY) -m benchmarks.run
 
-airflow: env trainer-env
+airflow: env trainer-env docs-assets
 	$(PY) -m include.mlops.cli standalone
 
 render-k8s: env

@@ -8,7 +8,9 @@ code). Validation only reads the partition. Its outcome is recorded beside the d
 - ``<lake>/_quarantine/<dataset>/date=<D>/quarantine.json`` when it fails.
 
 Data Docs HTML is rebuilt for every validation, pass or fail. Results carry counts, never row
-values: a partition that leaks card numbers must not copy them into docs or task logs.
+values: a partition that leaks card numbers must not copy them into docs or task logs. The pages
+load their CSS/JS from the site itself (``include.mlops.data_docs``), show each expectation's
+``notes`` (``include.mlops.gx_data_docs``) and name the Airflow run in their Run Name.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,6 +129,20 @@ def quarantine_path(quarantine_dir: Path, dataset: str, day: dt.date) -> Path:
     return Path(quarantine_dir) / dataset / f"date={day.isoformat()}" / "quarantine.json"
 
 
+def gx_run_name(dataset: str, day: dt.date, airflow_run_id: str | None = None) -> str:
+    """The GX run name: ``card_fraud:2026-01-01@scheduled__2026-01-02T00:00:00+00:00``.
+
+    Data Docs show it as the validation page's Run Name (and in the index), which ties a page to
+    the partition and the Airflow run that validated it. GX makes it a folder name, so characters
+    outside Airflow's run-id set become ``_``. A reused result keeps the page (and the
+    ``airflow_run_id``) of the run that validated those bytes.
+    """
+    name = f"{dataset}:{day.isoformat()}"
+    if airflow_run_id:
+        name += "@" + re.sub(r"[^A-Za-z0-9_.~:+-]", "_", airflow_run_id)[:150]
+    return name
+
+
 def partition_parameters(day: dt.date, now: dt.datetime | None = None) -> dict[str, Any]:
     """Suite parameters for one day's partition (``{"$PARAMETER": name}`` in the suite JSON)."""
     import pandas as pd
@@ -148,6 +166,7 @@ def run_suite(
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     import include.mlops.gx_expectations  # noqa: F401 - registers the custom expectations the suites use
+    from include.mlops.gx_data_docs import configure_sites
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     # One GX file context per MLOPS_HOME, shared by every run: the suite, validation definition
@@ -155,9 +174,15 @@ def run_suite(
     with exclusive_file_lock(Path(gx_root) / ".context.lock", timeout=GX_LOCK_TIMEOUT_SECONDS):
         context = gx.get_context(mode="file", project_root_dir=str(gx_root))
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        docs_sites = configure_sites(context)
         name = suite_json["name"]
         suite = context.suites.add_or_update(
-            gx.ExpectationSuite(name=name, expectations=suite_json["expectations"], meta=suite_json.get("meta"))
+            gx.ExpectationSuite(
+                name=name,
+                expectations=suite_json["expectations"],
+                notes=suite_json.get("notes"),
+                meta=suite_json.get("meta"),
+            )
         )
         source = context.data_sources.add_or_update_pandas("lake")
         try:
@@ -179,11 +204,14 @@ def run_suite(
                 result_format=RESULT_FORMAT,
             )
         )
+        built_after_ns = time.time_ns() - 2_000_000_000  # margin for coarse file-system clocks
         result = checkpoint.run(
             batch_parameters={"dataframe": df},
             expectation_parameters=parameters or {},
             run_id=RunIdentifier(run_name=run_name),
         )
+        for site in docs_sites:
+            _localize_docs(site, built_after_ns)
         ((key, suite_result),) = result.run_results.items()
         failures = []
         for er in suite_result.results:
@@ -208,6 +236,16 @@ def run_suite(
             docs = sites[0]["site_url"]
         result_id = str(key).split("::", 1)[-1]
         return bool(suite_result.success), result_id, len(suite_result.results), failures, docs
+
+
+def _localize_docs(site: Path, built_after_ns: int) -> None:
+    """Point the pages just built at the site's own CSS/JS; docs never fail a validation."""
+    from include.mlops.data_docs import localize_site
+
+    try:
+        localize_site(site, since_ns=built_after_ns)
+    except Exception as exc:  # a docs problem is logged, the validation's verdict stands
+        log.warning("Data Docs at %s not made offline-ready: %s: %s", site, type(exc).__name__, exc)
 
 
 def _jsonable(value: Any) -> Any:
@@ -354,7 +392,11 @@ def validate_partition(
         df = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
         outcome = outcome_of(
             *run_suite(
-                df, suite_json, gx_root, run_name=f"{cfg.name}:{day.isoformat()}", parameters=partition_parameters(day)
+                df,
+                suite_json,
+                gx_root,
+                run_name=gx_run_name(cfg.name, day, airflow_run_id),
+                parameters=partition_parameters(day),
             )
         )
     write_json_atomic(record, outcome.to_dict())
