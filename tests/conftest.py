@@ -14,7 +14,18 @@ TRAINER_VENV = Path(os.environ.get("MLOPS_TRAINER_VENV", ROOT / ".venv-trainer")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
+# The longest modules first: `make test` runs two pytest-xdist workers that take whole files
+# (--dist loadfile) in this order, so the two longest end-to-end modules start at once and the
+# short files fill in behind them.
+LONGEST_FIRST = ("test_pipeline_kubernetes.py", "test_pipeline_airflow.py", "test_make_up.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: tests keep their order within a module
     if (TRAINER_VENV / "bin" / "python").exists():
         return
     skip = pytest.mark.skip(reason=f"trainer environment missing at {TRAINER_VENV}: run `make trainer-env`")
