@@ -282,3 +282,43 @@ def test_concurrent_validations_share_one_gx_context_safely(card_fraud, home):
     for p in procs:
         p.join(timeout=60)
     assert outcomes == [(day.isoformat(), True, None) for day in days]
+
+
+@pytest.mark.parametrize("producer", ["pyarrow_large_string", "pandas_object", "pandas_python_string"])
+def test_string_columns_pass_whichever_way_the_producer_stores_them(card_fraud, home, producer):
+    """The suite's string checks (expect_column_values_to_be_of_type "str") hold for ordinary
+    parquet writers, not only for the dtype the demo generator writes."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    day = DAY0 + dt.timedelta(days=12)
+    part = write_day(home.lake, day, ROWS)
+    path = part / "part-00000.parquet"
+    frame = pd.read_parquet(path)
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c]) and c != "event_time"]
+    assert len(text) >= 5
+    if producer == "pyarrow_large_string":
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        for c in text:
+            table = table.set_column(table.schema.get_field_index(c), c, table[c].cast(pa.large_string()))
+        pq.write_table(table, path)
+    else:
+        dtype = object if producer == "pandas_object" else pd.StringDtype("python")
+        frame[text] = frame[text].astype(dtype)
+        frame.to_parquet(path, index=False)
+    result = validate_partition(card_fraud, day, **kwargs(home))
+    assert result.success, [(f.expectation, f.column) for f in result.failed]
+
+
+def test_numbers_in_a_string_column_fail_its_type_check(card_fraud, home):
+    import pandas as pd
+
+    day = DAY0 + dt.timedelta(days=13)
+    part = write_day(home.lake, day, ROWS)
+    path = part / "part-00000.parquet"
+    frame = pd.read_parquet(path)
+    frame["channel"] = range(len(frame))
+    frame.to_parquet(path, index=False)
+    result = validate_partition(card_fraud, day, **kwargs(home))
+    assert ("expect_column_values_to_be_of_type", "channel") in {(f.expectation, f.column) for f in result.failed}
