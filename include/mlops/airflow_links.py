@@ -40,7 +40,7 @@ def mlflow_runs_url(output) -> str:
 
     if not isinstance(output, dict) or not output.get("experiment_id"):
         return ""
-    return f"{mlflow_ui_url()}/#/experiments/{output['experiment_id']}?viewStateShareKey={RUNS_VIEW_KEY}"
+    return f"{mlflow_ui_url()}/#/experiments/{output['experiment_id']}/runs?viewStateShareKey={RUNS_VIEW_KEY}"
 
 
 def model_version_url(output) -> str:

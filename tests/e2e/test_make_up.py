@@ -351,6 +351,15 @@ def test_browser_triggers_from_the_form_and_follows_the_task_links(up, client_ru
             expect(run_page).to_have_title(re.compile(r"MLflow"))
             assert run_page.url.startswith(f"{MLFLOW}/#/experiments/") and info["run_id"] in run_page.url
             shot(run_page, "mlflow-run")
+            run_page.close()
+
+            # The experiment's runs, in the saved view: the metrics that decide promotion are columns.
+            href, runs_page = follow("train", "MLflow runs")
+            assert href.endswith("/runs?viewStateShareKey=mlops-runs")
+            # (the grid renders only the columns in view: the first metric one is enough)
+            expect(runs_page.get_by_role("columnheader", name="holdout_pr_auc").first).to_be_visible(timeout=60_000)
+            expect(runs_page.get_by_text(info["run_name"], exact=True).first).to_be_visible()
+            shot(runs_page, "mlflow-runs")
         except BaseException:
             with contextlib.suppress(Exception):
                 for i, p in enumerate(context.pages):

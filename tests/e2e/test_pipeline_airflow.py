@@ -191,7 +191,7 @@ def test_pipeline_trains_with_two_ranks_and_promotes_with_lineage(stack):
     assert links("train")["MLflow run"] == f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{champion.run_id}"
     assert (
         links("train")["MLflow runs"]
-        == f"http://127.0.0.1:5000/#/experiments/{experiment}?viewStateShareKey=mlops-runs"
+        == f"http://127.0.0.1:5000/#/experiments/{experiment}/runs?viewStateShareKey=mlops-runs"
     )
     view = json.loads(client().get_experiment(experiment).tags["mlflow.sharedViewState.mlops-runs"])
     assert "metrics.`holdout_pr_auc`" in view["selectedColumns"]

@@ -13,7 +13,7 @@ def test_links_point_at_the_run_the_version_and_the_data_docs_page(monkeypatch):
         == "https://mlflow.bank.example/#/experiments/3/runs/abc"
     )
     assert mlflow_runs_url({"run_id": "abc", "experiment_id": "3"}) == (
-        f"https://mlflow.bank.example/#/experiments/3?viewStateShareKey={RUNS_VIEW_KEY}"
+        f"https://mlflow.bank.example/#/experiments/3/runs?viewStateShareKey={RUNS_VIEW_KEY}"
     )
     assert model_version_url({"name": "card fraud", "version": "7"}) == (
         "https://mlflow.bank.example/#/models/card%20fraud/versions/7"
