@@ -1,34 +1,56 @@
 """Dataset descriptions: what a dataset's partitions look like and how a model reads them.
 
 This module is shared by the Airflow control plane and the trainer image, so it only
-imports the standard library and PyYAML at module level; pandas is imported where
-partitions are read.
+imports the standard library, PyYAML and pydantic (both environments have them) at module
+level; numpy and pandas are imported where partitions and labels are read.
+
+A dataset config (``datasets/<name>.yaml``) is checked against a pydantic schema
+(``_DatasetFile``): every mistake is refused with one line naming the file and the key path,
+for example::
+
+    datasets/x.yaml: categorical_features.default[0]: must be a string, got a YAML boolean (quote it: "No")
+
+The label rule lives here too: ``DatasetConfig.binary_labels`` maps the label column to 0/1
+(the config's ``label.positive`` / ``label.negative``) for training, evaluation and scoring,
+and ``DatasetConfig.label_problem`` says, without raising, what a partition's labels break.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TRANSFORMS = {"log1p", None}
+LabelValue = str | int | bool
+# The name of the model's numeric input (include/mlops/trainer/scoring.py): no categorical
+# feature may take it.
+RESERVED_FEATURE_NAMES = frozenset({"numeric"})
+_MAX_LISTED_VALUES = 10
 
 
 class DatasetConfigError(ValueError):
-    """A dataset config file is missing, unreadable or inconsistent."""
+    """A dataset config file is missing, unreadable or inconsistent (one line: file, key path, problem)."""
 
 
 class PartitionNotFoundError(FileNotFoundError):
     """A partition the run needs has no data files."""
+
+
+class LabelError(ValueError):
+    """A label column holds values that are neither the config's positive nor its negative value."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,11 @@ class DatasetConfig:
     slices: tuple[str, ...] = ()
     description: str = ""
     source: Path | None = field(default=None, compare=False)
+    # The label's value for the positive class (1 after mapping) and for the negative one (0).
+    label_positive: LabelValue = 1
+    label_negative: LabelValue = 0
+    # The registered model's description; empty: the dataset's description.
+    model_description: str = ""
 
     @property
     def feature_columns(self) -> list[str]:
@@ -63,6 +90,15 @@ class DatasetConfig:
     @property
     def required_columns(self) -> list[str]:
         return [self.id_column, *self.feature_columns, self.label_column]
+
+    @property
+    def registered_model_description(self) -> str:
+        """What the registry shows for this dataset's registered model."""
+        return (
+            self.model_description
+            or self.description
+            or f"Probability that {self.label_column} is {self.label_positive!r} (dataset {self.name})."
+        )
 
     def partition_dir(self, lake: Path, day: dt.date) -> Path:
         return Path(lake) / self.location.format(date=day.isoformat())
@@ -103,6 +139,109 @@ class DatasetConfig:
         )
         return out
 
+    # -- the label rule: the only place that turns label values into 0/1 -------------------
+
+    def binary_labels(self, data: pd.DataFrame | pd.Series) -> np.ndarray:
+        """The label column (of a frame, or the column itself) as 0/1 int64: 1 where it equals
+        ``label_positive``, 0 where it equals ``label_negative``.
+
+        Raises LabelError (one line: the column and the other values seen, with counts) when
+        the column is missing or holds anything else, nulls included.
+        """
+        import numpy as np
+
+        column, counts, problem = self._label_counts(data)
+        if problem:
+            raise LabelError(problem)
+        positives = [v for v in counts.index if _label_equals(v, self.label_positive)]
+        return column.isin(positives).to_numpy(dtype=bool).astype(np.int64)
+
+    def label_problem(self, data: pd.DataFrame | pd.Series) -> str | None:
+        """What ``binary_labels`` would refuse in `data` (one line), or None when every label maps."""
+        return self._label_counts(data)[2]
+
+    def _label_counts(self, data: Any) -> tuple[Any, Any, str | None]:
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            if self.label_column not in data.columns:
+                shown = ", ".join(map(str, list(data.columns)[:20]))
+                missing = f"dataset {self.name!r}: label column {self.label_column!r} is missing (columns: {shown})"
+                return None, None, missing
+            column = data[self.label_column]
+        else:
+            column = pd.Series(data)
+        counts = column.value_counts(dropna=False, sort=True)
+        unmapped = [
+            (value, int(n))
+            for value, n in counts.items()
+            if n and not (_label_equals(value, self.label_positive) or _label_equals(value, self.label_negative))
+        ]
+        if not unmapped:
+            return column, counts, None
+        shown = ", ".join(
+            f"{_show_value(v)} ({n} row{'' if n == 1 else 's'})" for v, n in unmapped[:_MAX_LISTED_VALUES]
+        )
+        if len(unmapped) > _MAX_LISTED_VALUES:
+            shown += f", and {len(unmapped) - _MAX_LISTED_VALUES} more values"
+        message = (
+            f"dataset {self.name!r}: label column {self.label_column!r} has values that are neither positive "
+            f"{self.label_positive!r} nor negative {self.label_negative!r}: {shown}"
+        )
+        expected = {str(self.label_positive): self.label_positive, str(self.label_negative): self.label_negative}
+        lookalike = next((v for v, _ in unmapped if not _is_null(v) and str(_plain(v)) in expected), None)
+        if lookalike is not None:
+            ours = expected[str(_plain(lookalike))]
+            message += (
+                f" (the config's {ours!r} is {_type_word(ours)}, the column's {_show_value(lookalike)} is "
+                f"{_type_word(_plain(lookalike))}: write label.positive/negative with the column's type, "
+                "quoted for strings)"
+            )
+        return column, counts, message
+
+
+def _is_null(value: Any) -> bool:
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and not isinstance(value, str) else value
+
+
+def _label_equals(value: Any, target: LabelValue) -> bool:
+    """Whether a label cell equals a configured label value: strings only equal strings;
+    numbers and booleans compare as numbers (1 == 1.0 == True)."""
+    if _is_null(value):
+        return False
+    value = _plain(value)
+    if isinstance(value, str) != isinstance(target, str):
+        return False
+    try:
+        return bool(value == target)
+    except (TypeError, ValueError):
+        return False
+
+
+def _show_value(value: Any) -> str:
+    return "null" if _is_null(value) else repr(_plain(value))
+
+
+def _type_word(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int | float):
+        return "a number"
+    return f"a {type(value).__name__}"
+
 
 def parse_date(value: str) -> dt.date:
     """Parse YYYY-MM-DD strictly; the error names the bad value."""
@@ -130,76 +269,339 @@ def partitions_sha256(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
+# -- the config file's schema --------------------------------------------------------------
+
+
+def _check_location(value: str) -> str:
+    if "{date}" not in value:
+        raise ValueError("must contain '{date}' (where the partition's YYYY-MM-DD goes)")
+    return value
+
+
+def _check_vocabulary(values: list[str]) -> list[str]:
+    if not values:
+        raise ValueError("needs at least one value")
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"value {value!r} is listed twice")
+        seen.add(value)
+    return values
+
+
+_Text = Annotated[str, Field(min_length=1)]
+_Vocabulary = Annotated[list[_Text], AfterValidator(_check_vocabulary)]
+
+
+class _Schema(BaseModel):
+    # strict: a YAML boolean or number where a string is meant is refused, never turned into "True".
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _NumericSpec(_Schema):
+    transform: Literal["log1p"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, data: Any) -> Any:
+        return {} if data is None else data  # `hour:` means `hour: {}`
+
+
+class _LabelSpec(_Schema):
+    column: _Text
+    # Both or neither: without them the label is 0/1 (positive 1).
+    positive: Any = None
+    negative: Any = None
+
+    @field_validator("positive", "negative")
+    @classmethod
+    def _label_value(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str | int):  # bool is an int
+            raise ValueError(f"must be a string, an integer or a boolean, got {_yaml_kind(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> _LabelSpec:
+        if (self.positive is None) != (self.negative is None):
+            raise ValueError("give both positive and negative, or neither (then positive is 1 and negative 0)")
+        if self.positive is not None and _label_equals(self.positive, self.negative):
+            raise ValueError(f"positive and negative are the same value ({self.positive!r})")
+        return self
+
+
+class _HoldoutSpec(_Schema):
+    fraction: float
+    salt: str = ""
+
+    @field_validator("fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError(f"must be between 0 and 1 (both excluded), got {value!r}")
+        return value
+
+
+class _DatasetFile(_Schema):
+    """The keys of ``datasets/<name>.yaml`` (see datasets/card_fraud.yaml)."""
+
+    name: _Text
+    description: str = ""
+    location: Annotated[_Text, AfterValidator(_check_location)]
+    file_glob: _Text = "*.parquet"
+    id_column: _Text
+    label: _LabelSpec
+    expectation_suite: _Text
+    registered_model: _Text
+    model_description: str = ""
+    numeric_features: dict[_Text, _NumericSpec]
+    categorical_features: dict[_Text, _Vocabulary]
+    holdout: _HoldoutSpec
+    slices: list[_Text] = []
+
+
+def _yaml_kind(value: Any) -> str:
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, bool):
+        return "a YAML boolean"
+    if isinstance(value, int | float):
+        return "a YAML number"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"a YAML {type(value).__name__}"
+
+
+def _node_at(root: yaml.Node | None, raw: Any, loc: tuple[Any, ...]) -> tuple[str, yaml.Node | None]:
+    """The key path of a pydantic error location, spelled as in the file, and the YAML node there.
+
+    Walks the parsed data and the YAML node tree side by side (keys in file order; duplicate
+    keys were refused before), so a key or value is shown as it was written.
+    """
+    path = parent = ""
+    node, value, key_node = root, raw, None
+    for part in loc:
+        if part == "[key]":
+            return parent, key_node
+        parent = path
+        if isinstance(value, dict) and isinstance(node, yaml.MappingNode):
+            keys = list(value)
+            index = next((i for i, k in enumerate(keys) if k == part and type(k) is type(part)), None)
+            if index is None:
+                index = next((i for i, k in enumerate(keys) if k == part), None)
+            if index is None or index >= len(node.value):
+                path += f".{part}" if path else str(part)
+                node, value = None, None
+                continue
+            key_node, node = node.value[index]
+            spelled = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(part)
+            path += f".{spelled}" if path else spelled
+            value = value[keys[index]]
+        elif isinstance(value, list) and isinstance(part, int) and isinstance(node, yaml.SequenceNode):
+            path += f"[{part}]"
+            node = node.value[part] if part < len(node.value) else None
+            value = value[part] if part < len(value) else None
+        else:
+            path += f".{part}" if path else str(part)
+            node, value = None, None
+    return path, node
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the schema allows in the mapping at `loc`."""
+    model: Any = _DatasetFile
+    parts = list(loc)
+    while parts:
+        if typing.get_origin(model) is dict:  # dict[str, X]: skip the key, look in X
+            model = typing.get_args(model)[1]
+            parts.pop(0)
+            continue
+        fields = getattr(model, "model_fields", None)
+        part = parts.pop(0)
+        if not fields or part not in fields:
+            return []
+        model = fields[part].annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _describe_error(error: dict[str, Any], raw: Any, root: yaml.Node | None) -> str:
+    loc = tuple(error["loc"])
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        path, _ = _node_at(root, raw, loc)
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        if loc == ("label_column",):
+            return (
+                f"label_column: replaced by the label mapping: write label: {{column: {value}}} "
+                '(positive 1 and negative 0 unless given, e.g. positive: "Yes", negative: "No")'
+            )
+        return f"{path}: unknown key{hint}; allowed here: {', '.join(known)}"
+    if kind == "missing":
+        path, _ = _node_at(root, raw, loc)
+        return f"{path}: required key is missing"
+    path, node = _node_at(root, raw, loc)
+    is_key = bool(loc) and loc[-1] == "[key]"
+    spelled = node.value if isinstance(node, yaml.ScalarNode) else None
+    quote = f' (quote it: "{spelled}")' if spelled is not None and isinstance(value, bool | int | float) else ""
+    what = f"{path or '(top level)'}: key {spelled if spelled is not None else value!r}" if is_key else path
+    if kind == "string_type":
+        return f"{what}: must be a string, got {_yaml_kind(value)}{quote}"
+    if kind == "string_too_short":
+        return f"{what}: must not be empty"
+    if kind in ("float_type", "int_type", "float_parsing"):
+        return f"{what}: must be a number, got {_yaml_kind(value)}"
+    if kind == "dict_type":
+        return f"{what}: must be a mapping (key: value), got {_yaml_kind(value)}"
+    if kind == "list_type":
+        return f"{what}: must be a list ([a, b, ...]), got {_yaml_kind(value)}"
+    if kind == "model_type":
+        return f"{what}: must be a mapping (key: value), got {_yaml_kind(value)}"
+    if kind == "literal_error":
+        allowed = error.get("ctx", {}).get("expected", "")
+        noun = "transform" if loc and loc[-1] == "transform" else "value"
+        return f"{what}: unknown {noun} {value!r} (known: {allowed.replace(chr(39), '')})"
+    if kind == "value_error":
+        return f"{what}: {error.get('ctx', {}).get('error', error['msg'])}"
+    return f"{what}: {error['msg']}"
+
+
+def _duplicate_key(node: yaml.Node | None, path: str = "") -> str | None:
+    """The first mapping key written twice (YAML would silently keep the last), as a message."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            spelled = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            here = f"{path}.{spelled}" if path else spelled
+            if spelled in seen:
+                return (
+                    f"{here}: key is written twice (lines {seen[spelled]} and {key_node.start_mark.line + 1}); "
+                    "YAML would keep only the last"
+                )
+            seen[spelled] = key_node.start_mark.line + 1
+            found = _duplicate_key(value_node, here)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found = _duplicate_key(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _label_booleans(spec: _DatasetFile, root: yaml.Node) -> str | None:
+    """A label value written Yes/No/On/Off: YAML reads a boolean, the author most likely meant a string."""
+    for key in ("positive", "negative"):
+        value = getattr(spec.label, key)
+        if not isinstance(value, bool):
+            continue
+        node = _find_scalar(root, ("label", key))
+        spelled = node.value if isinstance(node, yaml.ScalarNode) else ""
+        if spelled.lower() not in ("true", "false"):
+            return (
+                f"label.{key}: {spelled} reads as a YAML boolean; write {str(value).lower()} for a boolean label "
+                f'column, or quote it ("{spelled}") for a string one'
+            )
+    return None
+
+
+def _find_scalar(root: yaml.Node | None, keys: tuple[str, ...]) -> yaml.Node | None:
+    node = root
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+    return node
+
+
+def _consistency_problem(spec: _DatasetFile) -> str | None:
+    """Checks across keys: every column has one role, slices are categorical features."""
+    roles: dict[str, str] = {}
+    columns = [
+        ("id_column", spec.id_column),
+        ("label.column", spec.label.column),
+        *((f"numeric_features.{name}", name) for name in spec.numeric_features),
+        *((f"categorical_features.{name}", name) for name in spec.categorical_features),
+    ]
+    for where, column in columns:
+        if column in roles:
+            return f"{where}: column {column!r} is listed twice (also as {roles[column]}); a column has one role"
+        roles[column] = where
+    for name in spec.categorical_features:
+        if name in RESERVED_FEATURE_NAMES:
+            return f"categorical_features.{name}: the name {name!r} is reserved for the model's numeric input"
+    seen: set[str] = set()
+    for i, column in enumerate(spec.slices):
+        if column not in spec.categorical_features:
+            return (
+                f"slices[{i}]: slice {column!r} must be a categorical feature "
+                f"(categorical: {', '.join(spec.categorical_features)})"
+            )
+        if column in seen:
+            return f"slices[{i}]: slice {column!r} is listed twice"
+        seen.add(column)
+    return None
+
+
 def load_dataset_config(path: Path | str) -> DatasetConfig:
-    """Read and check a dataset config file; every error names the file and the key."""
+    """Read and check a dataset config file; every error is one line naming the file and the key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise DatasetConfigError(f"dataset config not found: {path}") from exc
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DatasetConfigError(f"dataset config not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetConfigError(f"{path}: dataset config cannot be read: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text)
     except yaml.YAMLError as exc:
-        raise DatasetConfigError(f"dataset config {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DatasetConfigError(f"{path}: dataset config is not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
-        raise DatasetConfigError(f"dataset config {path} must be a mapping")
-
-    def need(key: str, kind: type) -> Any:
-        if key not in raw:
-            raise DatasetConfigError(f"dataset config {path}: missing key {key!r}")
-        if not isinstance(raw[key], kind):
-            raise DatasetConfigError(
-                f"dataset config {path}: {key!r} must be {kind.__name__}, got {type(raw[key]).__name__}"
-            )
-        return raw[key]
-
-    numeric = []
-    for name, spec in (need("numeric_features", dict)).items():
-        spec = spec or {}
-        transform = spec.get("transform")
-        if transform not in _TRANSFORMS:
-            raise DatasetConfigError(
-                f"dataset config {path}: numeric feature {name!r} has unknown transform {transform!r} (known: log1p)"
-            )
-        numeric.append(NumericFeature(name=name, transform=transform))
-
-    categorical: dict[str, tuple[str, ...]] = {}
-    for name, vocab in need("categorical_features", dict).items():
-        if not isinstance(vocab, list) or not vocab or len(set(vocab)) != len(vocab):
-            raise DatasetConfigError(
-                f"dataset config {path}: categorical feature {name!r} needs a non-empty list of distinct values"
-            )
-        categorical[name] = tuple(str(v) for v in vocab)
-
-    holdout = need("holdout", dict)
-    fraction = holdout.get("fraction")
-    if not isinstance(fraction, int | float) or not 0 < fraction < 1:
-        raise DatasetConfigError(f"dataset config {path}: holdout.fraction must be between 0 and 1, got {fraction!r}")
-    location = need("location", str)
-    if "{date}" not in location:
-        raise DatasetConfigError(f"dataset config {path}: location must contain '{{date}}'")
-
-    cfg = DatasetConfig(
-        name=need("name", str),
-        description=raw.get("description", ""),
-        location=location,
-        file_glob=raw.get("file_glob", "*.parquet"),
-        id_column=need("id_column", str),
-        label_column=need("label_column", str),
-        expectation_suite=need("expectation_suite", str),
-        registered_model=need("registered_model", str),
-        numeric_features=tuple(numeric),
-        categorical_features=categorical,
-        holdout_fraction=float(fraction),
-        holdout_salt=str(holdout.get("salt", "")),
-        slices=tuple(raw.get("slices", ())),
+        raise DatasetConfigError(
+            f"{path}: a dataset config must be a mapping of keys (see datasets/card_fraud.yaml), got {_yaml_kind(raw)}"
+        )
+    problem = _duplicate_key(root)
+    if problem:
+        raise DatasetConfigError(f"{path}: {problem}")
+    try:
+        spec = _DatasetFile.model_validate(raw)
+    except ValidationError as exc:
+        # An unknown key first: a misspelt key is also a missing one, and its message says which.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        first = _describe_error(errors[0], raw, root)
+        others = len({tuple(e["loc"]) for e in errors}) - 1
+        more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
+        raise DatasetConfigError(f"{path}: {first}{more}") from None
+    problem = _label_booleans(spec, root) or _consistency_problem(spec)
+    if problem:
+        raise DatasetConfigError(f"{path}: {problem}")
+    positive = 1 if spec.label.positive is None else spec.label.positive
+    negative = 0 if spec.label.negative is None else spec.label.negative
+    return DatasetConfig(
+        name=spec.name,
+        description=spec.description.strip(),
+        location=spec.location,
+        file_glob=spec.file_glob,
+        id_column=spec.id_column,
+        label_column=spec.label.column,
+        label_positive=positive,
+        label_negative=negative,
+        expectation_suite=spec.expectation_suite,
+        registered_model=spec.registered_model,
+        model_description=spec.model_description.strip(),
+        numeric_features=tuple(NumericFeature(name, f.transform) for name, f in spec.numeric_features.items()),
+        categorical_features={name: tuple(vocab) for name, vocab in spec.categorical_features.items()},
+        holdout_fraction=float(spec.holdout.fraction),
+        holdout_salt=spec.holdout.salt,
+        slices=tuple(spec.slices),
         source=path,
     )
-    features = set(cfg.feature_columns)
-    if len(features) != len(cfg.feature_columns):
-        raise DatasetConfigError(f"dataset config {path}: a feature is listed twice")
-    for col in (cfg.id_column, cfg.label_column):
-        if col in features:
-            raise DatasetConfigError(f"dataset config {path}: {col!r} cannot also be a feature")
-    for col in cfg.slices:
-        if col not in cfg.categorical_features:
-            raise DatasetConfigError(f"dataset config {path}: slice {col!r} must be a categorical feature")
-    return cfg

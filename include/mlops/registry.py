@@ -7,10 +7,10 @@ Each move of ``champion`` is recorded first, as its own small registered-model t
 version it replaced. One tag per move keeps every write small: MLflow's SQL stores declare tag
 values 5000 characters, which PostgreSQL enforces.
 
-CLI::
+CLI (the registered model is the one ``datasets/<dataset>.yaml`` names; ``--name`` overrides)::
 
-    python -m include.mlops.registry show [--name fraud-detector]
-    python -m include.mlops.registry rollback [--name fraud-detector] [--to VERSION]
+    python -m include.mlops.registry show [--dataset card_fraud | --name MODEL]
+    python -m include.mlops.registry rollback [--dataset card_fraud | --name MODEL] [--to VERSION]
 """
 
 from __future__ import annotations
@@ -54,13 +54,23 @@ def find_version_for_run(client: MlflowClient, name: str, run_id: str) -> ModelV
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
+DEFAULT_DESCRIPTION = "Binary classifier: the probability of the positive label, per row."
+
+
 def register_candidate(
-    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
+    client: MlflowClient,
+    name: str,
+    model_uri: str,
+    run_id: str,
+    tags: dict[str, str],
+    description: str | None = None,
 ) -> tuple[ModelVersion, bool]:
     """Register a candidate once per training run; returns (version, created).
 
     Re-running registration for the same run finds the existing version and only refreshes
-    its tags, so a retried or cleared task never creates a second version.
+    its tags, so a retried or cleared task never creates a second version. `description`
+    (the dataset config's ``registered_model_description``) is given to the registered model
+    when this call creates it.
     """
     from mlflow.exceptions import MlflowException
 
@@ -70,7 +80,7 @@ def register_candidate(
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         try:
-            client.create_registered_model(name, description="Fraud probability for card transactions.")
+            client.create_registered_model(name, description=description or DEFAULT_DESCRIPTION)
         except MlflowException as exc2:
             if exc2.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -263,30 +273,64 @@ def _rollback_locked(client: MlflowClient, name: str, to_version: str | None, fo
     return {"champion": str(to_version), "previous": str(current.version)}
 
 
+def _model_name(args: argparse.Namespace, settings: Any) -> str:
+    """--name, or the registered model of datasets/<--dataset>.yaml."""
+    from include.mlops.dataset import load_dataset_config
+
+    if args.name:
+        return args.name
+    path = settings.dataset_config_path(args.dataset)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in settings.datasets_dir.glob("*.yaml"))) or "none"
+        raise RegistryError(f"no dataset config {path} (datasets: {known}); or pass --name MODEL")
+    return load_dataset_config(path).registered_model
+
+
+def _require_model(client: MlflowClient, name: str) -> Any:
+    """The registered model `name`; RegistryError (naming the models there are) if it does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    names = sorted(m.name for m in client.search_registered_models(max_results=50))
+    raise RegistryError(f"no registered model named {name!r} (registered: {', '.join(names) or 'none'})")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from include.mlops.dataset import DatasetConfigError
     from include.mlops.settings import get_settings
     from include.mlops.tracking import client_from_env
 
     parser = argparse.ArgumentParser(prog="python -m include.mlops.registry", description="Model registry operations")
     parser.add_argument("command", choices=["show", "rollback"])
-    parser.add_argument("--name", default="fraud-detector")
+    parser.add_argument(
+        "--dataset", default="card_fraud", help="the registered model of datasets/DATASET.yaml (default: card_fraud)"
+    )
+    parser.add_argument("--name", default=None, help="registered model name (overrides --dataset)")
     parser.add_argument("--to", default=None, help="version to roll back to (default: previous champion)")
     parser.add_argument("--force", action="store_true", help="roll back to a version that never passed a gate")
     args = parser.parse_args(argv)
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
+    settings = get_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = client_from_env()
     try:
+        name = _model_name(args, settings)
+        model = _require_model(client, name)
         if args.command == "rollback":
-            print(json.dumps(rollback(client, args.name, args.to, force=args.force), indent=2))
+            print(json.dumps(rollback(client, name, args.to, force=args.force), indent=2))
             return 0
-        model = client.get_registered_model(args.name)
-    except (RegistryError, LockNotTakenError, MlflowException) as exc:
-        print(f"registry {args.command}: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        moves = history(client, name)
+    except (RegistryError, DatasetConfigError, LockNotTakenError, MlflowException) as exc:
+        message = str(getattr(exc, "message", exc)).strip().splitlines()
+        print(f"registry {args.command}: {message[0] if message else type(exc).__name__}", file=sys.stderr)
         return 2
-    print(json.dumps({"name": model.name, "aliases": model.aliases, "history": history(client, args.name)}, indent=2))
+    print(json.dumps({"name": model.name, "aliases": model.aliases, "history": moves}, indent=2))
     return 0
 
 

@@ -82,6 +82,8 @@ def test_rank0_logged_params_metrics_model_and_checkpoints(trained):
     assert run.info.status == "FINISHED"
     assert run.data.params["horovod_size"] == "2"
     assert run.data.tags["airflow.run_id"] == "test-run"
+    # No --run-name: the run is named after the dataset, unique per run.
+    assert run.data.tags["mlflow.runName"] == f"card_fraud-train-{result['run_id'][:6]}"
     assert run.data.metrics["throughput_examples_per_sec"] > 0
     history = mlflow.MlflowClient().get_metric_history(result["run_id"], "train_loss")
     assert [m.step for m in history] == [1, 2]  # one point per epoch, from rank 0 only
@@ -196,6 +198,8 @@ def test_logged_model_scores_int32_and_int64_producers(trained):
         "a = m.predict(df.astype({c: 'int64' for c in ints}))\n"
         "b = m.predict(df.astype({c: 'int32' for c in ints}))\n"
         "assert np.allclose(a, b) and len(a) == 200\n"
+        "net = m.unwrap_python_model().network\n"
+        "assert (net.name, net.layers[-1].name) == ('card_fraud_mlp', 'probability'), net.name\n"
         "print(sorted(m.metadata.get_input_schema().input_types_dict().items())[:3])\n"
     )
     out = subprocess.run(
@@ -206,6 +210,29 @@ def test_logged_model_scores_int32_and_int64_producers(trained):
         timeout=180,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_evaluate_names_labels_that_are_neither_positive_nor_negative(tmp_path):
+    """The label rule of the dataset config: a value other than 1 or 0 fails scoring, named with its count."""
+    lake = tmp_path / "lake"
+    path = write_day(lake, DAY0, 3000) / "part-00000.parquet"
+    df = pd.read_parquet(path)
+    df["is_fraud"] = df["is_fraud"].astype("int64").where(df.index % 100 != 7, 2)  # 30 rows say 2
+    df.to_parquet(path, index=False)
+    args = ("--dataset-config", "datasets/card_fraud.yaml", "--partitions", DAY0.isoformat(),
+            "--candidate-uri", "models:/never-loaded/1")  # fmt: skip
+    expected = (
+        r"LabelError: dataset 'card_fraud': label column 'is_fraud' has values that are neither positive 1 nor "
+        r"negative 0: 2 \(\d+ rows?\)"
+    )
+    with pytest.raises(TrainerJobError, match=expected):
+        run_local(
+            JobSpec(job="evaluate", args=args),
+            trainer_venv=TRAINER_VENV,
+            project_root=ROOT,
+            result_path=tmp_path / "eval.json",
+            extra_env={"MLOPS_LAKE": str(lake), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"},
+        )
 
 
 RANK_SLEEPER = """

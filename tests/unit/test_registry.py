@@ -121,10 +121,44 @@ def test_rollbacks_walk_back_and_refuse_ungated_versions(client, tmp_path):
     assert registry.history(client, NAME)[-1]["forced"] is True
 
 
+def _cli_errors(capsys):
+    return [line for line in capsys.readouterr().err.splitlines() if "mlflow.store.db" not in line]  # store creation
+
+
 def test_registry_cli_errors_are_one_line(home, capsys):
     assert registry.main(["rollback", "--name", "no-such-model"]) == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if "mlflow.store.db" not in line]  # store creation
-    assert err == ["registry rollback: no-such-model has no champion to roll back"]
+    assert _cli_errors(capsys) == ["registry rollback: no registered model named 'no-such-model' (registered: none)"]
+    assert registry.main(["show", "--name", "nope"]) == 2
+    assert _cli_errors(capsys) == ["registry show: no registered model named 'nope' (registered: none)"]
+    assert registry.main(["show", "--dataset", "nope"]) == 2
+    err = _cli_errors(capsys)
+    assert (
+        len(err) == 1 and err[0].startswith("registry show: no dataset config ") and "(datasets: card_fraud" in err[0]
+    )
+
+
+def test_registry_cli_reads_the_model_name_from_the_dataset_config(home, capsys, tmp_path):
+    from include.mlops.dataset import load_dataset_config
+
+    client = mlflow.MlflowClient(home.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(home.mlflow_tracking_uri)
+    client.create_experiment("t")
+    cfg = load_dataset_config(home.dataset_config_path("card_fraud"))
+    run_id, uri = new_run(client, tmp_path)
+    version, _ = registry.register_candidate(
+        client, cfg.registered_model, uri, run_id, {}, description=cfg.registered_model_description
+    )
+    assert client.get_registered_model(cfg.registered_model).description == cfg.registered_model_description
+    capsys.readouterr()
+    assert registry.main(["show"]) == 0  # --dataset card_fraud by default
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["name"] == cfg.registered_model
+    assert {k: str(v) for k, v in shown["aliases"].items()} == {"challenger": str(version.version)}
+    # --name overrides, and names what the registry holds when it is not there.
+    assert registry.main(["show", "--name", "other"]) == 2
+    assert _cli_errors(capsys) == [
+        f"registry show: no registered model named 'other' (registered: {cfg.registered_model})"
+    ]
 
 
 def test_forty_promotions_keep_every_write_small(client, tmp_path):

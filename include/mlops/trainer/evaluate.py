@@ -87,9 +87,12 @@ def run_evaluation(
     dataset = load_dataset_config(dataset_config)
     frame = dataset.read_partitions(lake, [parse_date(p) for p in partitions])
     holdout = frame[dataset.holdout_mask(frame[dataset.id_column].to_numpy())].reset_index(drop=True)
-    y = holdout[dataset.label_column].to_numpy().astype(int)
+    y = dataset.binary_labels(holdout)  # LabelError names any value that is neither positive nor negative
     if y.sum() == 0:
-        raise ValueError(f"held-out rows of {partitions} contain no positive label; cannot score")
+        raise ValueError(
+            f"held-out rows of {partitions} contain no positive label "
+            f"({dataset.label_column} = {dataset.label_positive!r}); cannot score"
+        )
 
     features = holdout[dataset.feature_columns]
     candidate = mlflow.pyfunc.load_model(candidate_uri)

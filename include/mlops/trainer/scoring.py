@@ -6,13 +6,18 @@ serving turn a DataFrame into network inputs with the very same code.
 
 Feature spec (``feature_spec.json`` beside the network)::
 
-    {"numeric": [{"name": "amount", "transform": "log1p"}, ...],
-     "categorical": ["merchant_category", ...]}
+    {"dataset": "card_fraud",
+     "numeric": [{"name": "amount", "transform": "log1p"}, ...],
+     "categorical": ["merchant_category", ...],
+     "label": "is_fraud", "positive": 1, "negative": 0}
+
+The model returns, for each row, the probability that its label is ``positive``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import mlflow
@@ -21,8 +26,15 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 
+def keras_name(text: str) -> str:
+    """A column name as a Keras layer or input name: letters, digits and underscores, a letter first."""
+    name = re.sub(r"[^0-9A-Za-z_]", "_", str(text))
+    return name if name[:1].isalpha() else f"f_{name}"
+
+
 def frame_to_inputs(df: pd.DataFrame, spec: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Network inputs from raw feature columns: one numeric matrix, one string column each."""
+    """Network inputs from raw feature columns: one numeric matrix ("numeric"), and one string
+    column per categorical feature, keyed by its Keras name (``keras_name``)."""
     missing = [f["name"] for f in spec["numeric"] if f["name"] not in df] + [
         c for c in spec["categorical"] if c not in df
     ]
@@ -36,12 +48,14 @@ def frame_to_inputs(df: pd.DataFrame, spec: dict[str, Any]) -> dict[str, np.ndar
         numeric.append(col)
     inputs: dict[str, np.ndarray] = {"numeric": np.stack(numeric, axis=1).astype(np.float32)}
     for name in spec["categorical"]:
-        inputs[name] = df[name].astype("string").fillna("").to_numpy(dtype=object).astype(str).reshape(-1, 1)
+        inputs[keras_name(name)] = (
+            df[name].astype("string").fillna("").to_numpy(dtype=object).astype(str).reshape(-1, 1)
+        )
     return inputs
 
 
-class FraudScorer(PythonModel):
-    """Returns the fraud probability of each row."""
+class ProbabilityScorer(PythonModel):
+    """Returns, for each row, the probability that its label is the dataset's positive value."""
 
     def load_context(self, context: Any) -> None:
         import keras
@@ -66,4 +80,4 @@ def predict_proba(network: Any, inputs: dict[str, np.ndarray], batch_size: int =
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-mlflow.models.set_model(FraudScorer())
+mlflow.models.set_model(ProbabilityScorer())

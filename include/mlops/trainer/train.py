@@ -1,4 +1,8 @@
-"""Horovod data-parallel training of the fraud network.
+"""Horovod data-parallel training of a dataset's binary classifier (see model.py).
+
+The dataset config names the features and the label; the label is mapped to 0/1 by the
+config's rule (``DatasetConfig.binary_labels``), so the network learns the probability of the
+positive value.
 
 Run under ``horovodrun -np N``; every rank runs this same program:
 
@@ -207,10 +211,14 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     days = [parse_date(p) for p in cfg.partitions]
     columns = [dataset.id_column, *dataset.feature_columns, dataset.label_column]
     frame = dataset.read_partitions(cfg.lake, days, columns=columns)
-    train = frame[~dataset.holdout_mask(frame[dataset.id_column].to_numpy())]
+    # Labels of the whole window, on every rank: a value that is neither positive nor negative
+    # fails every rank alike (LabelError), before any collective call.
+    y_all = dataset.binary_labels(frame)
+    in_train = ~dataset.holdout_mask(frame[dataset.id_column].to_numpy())
+    train = frame[in_train]
     shard = train.iloc[rank::size]
     inputs = frame_to_inputs(shard, spec)
-    labels = shard[dataset.label_column].to_numpy(dtype=np.float32).reshape(-1, 1)
+    labels = y_all[in_train][rank::size].astype(np.float32).reshape(-1, 1)
     weights = np.where(labels[:, 0] > 0, cfg.pos_weight, 1.0).astype(np.float32)
 
     # Global normalisation statistics: sum, sum of squares and count over every rank.
@@ -367,9 +375,10 @@ def _start_mlflow_run(cfg, dataset, size, threads, steps, train_rows, days):
         "code.git_commit": os.environ.get("MLOPS_GIT_COMMIT", "unknown"),
         **(cfg.tags or {}),
     }
-    run = mlflow.start_run(run_name=cfg.run_name, tags=tags)
-    if cfg.run_name:  # unique in the experiment's run list: a retry or a rerun is its own row
-        mlflow.set_tag("mlflow.runName", f"{cfg.run_name}-{run.info.run_id[:6]}")
+    run_name = cfg.run_name or f"{dataset.name}-train"
+    run = mlflow.start_run(run_name=run_name, tags=tags)
+    # Unique in the experiment's run list: a retry or a rerun is its own row.
+    mlflow.set_tag("mlflow.runName", f"{run_name}-{run.info.run_id[:6]}")
     mlflow.log_params(
         {
             "dataset": dataset.name,
