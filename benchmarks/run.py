@@ -242,11 +242,11 @@ def _gbdt_pr_auc(cfg: Any, lake: Path, train_days: list[dt.date], eval_files: li
 
     cat_mask = [c in cfg.categorical_features for c in cfg.feature_columns]
     model = HistGradientBoostingClassifier(categorical_features=np.array(cat_mask), random_state=0)
-    model.fit(encode(frame), frame[cfg.label_column].to_numpy())
+    model.fit(encode(frame), cfg.binary_labels(frame))
     scores = []
     for path in eval_files:
         df = pd.read_parquet(path)
-        scores.append(float(average_precision_score(df[cfg.label_column], model.predict_proba(encode(df))[:, 1])))
+        scores.append(float(average_precision_score(cfg.binary_labels(df), model.predict_proba(encode(df))[:, 1])))
     return scores
 
 

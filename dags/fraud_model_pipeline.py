@@ -103,7 +103,22 @@ One run per day of card transactions: `partition_date` if set, else the run's da
             description="Data-parallel workers: one per GPU on Kubernetes; beyond one node's GPUs, an MPIJob.",
         ),
         "epochs": Param(
-            12, type="integer", minimum=1, maximum=200, title="Epochs", description="Passes over the training rows."
+            30,
+            type="integer",
+            minimum=1,
+            maximum=200,
+            title="Epochs (at most)",
+            description="A cap on passes over the training rows: training stops earlier when the validation loss "
+            "(a tenth of the training rows, never the holdout) has not improved for `patience` epochs.",
+        ),
+        "patience": Param(
+            3,
+            type="integer",
+            minimum=0,
+            maximum=50,
+            title="Early-stopping patience (epochs)",
+            description="Stop after this many epochs without a better validation loss, keeping the best epoch's "
+            "weights; 0 trains every epoch up to the cap.",
         ),
         "batch_size": Param(
             512,
@@ -167,7 +182,7 @@ def fraud_model_pipeline():
     def plan(data_interval_start=None, dag_run=None, params=None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.mlops.dataset import PartitionNotFoundError
+        from include.mlops.dataset import DatasetConfigError, PartitionNotFoundError
         from include.mlops.pipeline import plan as make_plan
 
         reject_undeclared_conf()
@@ -179,7 +194,7 @@ def fraud_model_pipeline():
                 data_interval_start,
                 run_type=dag_run.run_type,
             )
-        except PartitionNotFoundError as exc:  # missing data is not fixed by retrying in 30 s
+        except (PartitionNotFoundError, DatasetConfigError) as exc:  # retrying in 30 s fixes neither
             raise AirflowFailException(str(exc)) from exc
 
     @linked_task(retries=0)

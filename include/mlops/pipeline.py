@@ -349,6 +349,8 @@ def train_job_spec(
             ",".join(plan_["partitions"]),
             "--epochs",
             str(params["epochs"]),
+            "--patience",
+            str(params.get("patience", 3)),
             "--batch-size",
             str(params["batch_size"]),
             "--learning-rate",
@@ -523,7 +525,14 @@ def register(
         "gate.passed": str(bool(verdict["passed"])).lower(),
         "gate.champion_version": str(verdict.get("champion_version") or ""),
     }
-    version, created = register_candidate(client, cfg.registered_model, training["model_uri"], training["run_id"], tags)
+    version, created = register_candidate(
+        client,
+        cfg.registered_model,
+        training["model_uri"],
+        training["run_id"],
+        tags,
+        description=cfg.registered_model_description,
+    )
     return {"name": cfg.registered_model, "version": str(version.version), "created": created}
 
 

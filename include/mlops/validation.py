@@ -39,6 +39,9 @@ GX_LOCK_TIMEOUT_SECONDS = 1800  # a partition's validation takes seconds; a long
 RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
 
 
+LABEL_CHECK = "label_maps_to_positive_or_negative"  # the config's label rule, checked beside the suite
+
+
 @dataclass
 class FailedExpectation:
     expectation: str
@@ -390,15 +393,20 @@ def validate_partition(
         outcome = outcome_of(False, f"files-{sha[:16]}", checked, file_failures, None)
     else:
         df = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
-        outcome = outcome_of(
-            *run_suite(
-                df,
-                suite_json,
-                gx_root,
-                run_name=gx_run_name(cfg.name, day, airflow_run_id),
-                parameters=partition_parameters(day),
-            )
+        success, result_id, evaluated, failures, docs = run_suite(
+            df,
+            suite_json,
+            gx_root,
+            run_name=gx_run_name(cfg.name, day, airflow_run_id),
+            parameters=partition_parameters(day),
         )
+        # The dataset config's label rule, whatever the suite says: a label that does not map
+        # to 0/1 would only fail later, inside training.
+        label_problem = cfg.label_problem(df)
+        if label_problem:
+            failures = [*failures, FailedExpectation(LABEL_CHECK, cfg.label_column, None, len(df), error=label_problem)]
+            success = False
+        outcome = outcome_of(success, result_id, evaluated + 1, failures, docs)
     write_json_atomic(record, outcome.to_dict())
     if outcome.success:
         log.info("partition %s passed %d expectations (%s)", day, outcome.evaluated, outcome.result_id)

@@ -85,6 +85,16 @@ def test_rank0_logged_params_metrics_model_and_checkpoints(trained):
     # No --run-name: the run is named after the dataset, unique per run.
     assert run.data.tags["mlflow.runName"] == f"card_fraud-train-{result['run_id'][:6]}"
     assert run.data.metrics["throughput_examples_per_sec"] > 0
+    # Early stopping watches a tenth of the training rows; with --epochs 2 the cap ends training.
+    assert (
+        0.07
+        < int(run.data.params["validation_rows"]) / (result["train_rows"] + int(run.data.params["validation_rows"]))
+        < 0.13
+    )
+    assert run.data.tags["train.stopped"].startswith("reached the cap of 2 epochs (best validation loss ")
+    assert result["stopped"] == run.data.tags["train.stopped"]
+    val = mlflow.MlflowClient().get_metric_history(result["run_id"], "val_loss")
+    assert [m.step for m in val] == [1, 2] and all(0 < m.value < 1 for m in val)
     history = mlflow.MlflowClient().get_metric_history(result["run_id"], "train_loss")
     assert [m.step for m in history] == [1, 2]  # one point per epoch, from rank 0 only
     assert result["model_uri"].startswith("models:/")

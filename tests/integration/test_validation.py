@@ -322,3 +322,40 @@ def test_numbers_in_a_string_column_fail_its_type_check(card_fraud, home):
     frame.to_parquet(path, index=False)
     result = validate_partition(card_fraud, day, **kwargs(home))
     assert ("expect_column_values_to_be_of_type", "channel") in {(f.expectation, f.column) for f in result.failed}
+
+
+def _credit_default_day(lake, day, labels):
+    import pandas as pd
+
+    n = len(labels)
+    folder = lake / "credit_default" / f"date={day.isoformat()}"
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(n)],
+            "student": ["No", "Yes"] * (n // 2),
+            "balance": [800.0 + i % 300 for i in range(n)],
+            "income": [30000.0 + 10 * i for i in range(n)],
+            "default": labels,
+        }
+    ).to_parquet(folder / "part-00000.parquet", index=False)
+
+
+def test_a_label_the_config_cannot_map_fails_validation_naming_the_values(home):
+    from include.mlops.dataset import load_dataset_config
+
+    cfg = load_dataset_config(home.dataset_config_path("credit_default"))
+    good = ["No"] * 570 + ["Yes"] * 30
+    _credit_default_day(home.lake, DAY0, good)
+    assert validate_partition(cfg, DAY0, **kwargs(home)).success
+
+    bad = ["No"] * 567 + ["Yes"] * 28 + ["yes"] * 5
+    day = DAY0 + dt.timedelta(days=1)
+    _credit_default_day(home.lake, day, bad)
+    result = validate_partition(cfg, day, **kwargs(home))
+    assert not result.success
+    label = next(f for f in result.failed if f.expectation == "label_maps_to_positive_or_negative")
+    assert label.column == "default" and "'yes' (5 rows)" in label.error
+    assert label.describe().startswith("label_maps_to_positive_or_negative[default]: error: dataset 'credit_default'")
+    # The suite's own check of the label's values fails too.
+    assert ("expect_column_values_to_be_in_set", "default") in {(f.expectation, f.column) for f in result.failed}

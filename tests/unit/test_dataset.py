@@ -212,3 +212,24 @@ def test_failed_expectation_messages_read_as_numbers_and_reasons():
     assert _jsonable(np.int64(500)) == 500 and type(_jsonable(np.int64(500))) is int
     blind = FailedExpectation("expect_column_values_to_be_between", "event_time", None, None, None)
     assert blind.describe().endswith("could not be evaluated (are the column's values of the expected type?)")
+
+
+def test_the_readme_example_of_a_config_error_is_what_the_loader_says(tmp_path):
+    import re
+
+    from include.mlops.dataset import DatasetConfigError, load_dataset_config
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(
+        r"`(datasets/credit_default\.yaml: categorical_features[^`]*)`\s+for `student: \[No, Yes\]`", readme
+    )
+    assert example, "the README's config-error example is gone"
+    config = (ROOT / "datasets" / "credit_default.yaml").read_text()
+    assert 'student: ["No", "Yes"]' in config
+    path = tmp_path / "datasets" / "credit_default.yaml"
+    path.parent.mkdir()
+    path.write_text(config.replace('student: ["No", "Yes"]', "student: [No, Yes]"))
+    with pytest.raises(DatasetConfigError) as err:
+        load_dataset_config(path)
+    assert str(err.value) == example.group(1).replace("datasets/credit_default.yaml", str(path), 1)

@@ -50,7 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--result-path", type=Path, default=None)
 
     train = sub.add_parser("train", parents=[common], help="Horovod data-parallel training")
-    train.add_argument("--epochs", type=_positive(int), default=12)
+    train.add_argument("--epochs", type=_positive(int), default=30, help="at most this many epochs")
+    train.add_argument(
+        "--patience",
+        type=int,
+        default=3,
+        help="stop after this many epochs without a better validation loss (0: never)",
+    )
+    train.add_argument(
+        "--validation-fraction", type=float, default=0.1, help="of the training rows, to decide when to stop"
+    )
+    train.add_argument("--min-steps-per-epoch", type=int, default=50, help="small tables get smaller batches")
     train.add_argument("--batch-size", type=_positive(int), default=512)
     train.add_argument("--learning-rate", type=_positive(float), default=2e-3)
     train.add_argument("--pos-weight", type=_positive(float), default=2.0)
@@ -86,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                 partitions=partitions,
                 lake=lake,
                 epochs=args.epochs,
+                patience=args.patience,
+                validation_fraction=args.validation_fraction,
+                min_steps_per_epoch=args.min_steps_per_epoch,
                 batch_size=args.batch_size,
                 learning_rate=args.learning_rate,
                 pos_weight=args.pos_weight,

@@ -44,8 +44,11 @@ class TrainConfig:
     dataset_config: Path
     partitions: list[str]
     lake: Path
-    epochs: int = 12
+    epochs: int = 30  # a cap: training stops earlier when the validation loss stops improving
     batch_size: int = 512
+    patience: int = 3  # epochs without a better validation loss before stopping (0: never stop early)
+    validation_fraction: float = 0.1  # of the training rows (never the holdout), to decide when to stop
+    min_steps_per_epoch: int = 50  # the batch shrinks on small tables so an epoch has this many steps
     learning_rate: float = 2e-3
     pos_weight: float = 2.0
     seed: int = 42
@@ -135,7 +138,15 @@ def _why_fresh(ckpt_dir: Path, key: dict[str, str]) -> str:
     return "not resuming from checkpoints trained on other inputs: " + " | ".join(others)
 
 
-def _checkpoint(ckpt_dir: Path, epoch: int, network, optimizer, steps: int, key: dict[str, str]) -> None:
+def _checkpoint(
+    ckpt_dir: Path,
+    epoch: int,
+    network,
+    optimizer,
+    steps: int,
+    key: dict[str, str],
+    early_stopping: dict[str, Any] | None = None,
+) -> None:
     """Weights and optimizer state of a finished epoch; latest.json is written last, so it only
     ever names complete files."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -150,6 +161,7 @@ def _checkpoint(ckpt_dir: Path, epoch: int, network, optimizer, steps: int, key:
         "optimizer_iterations": int(optimizer.iterations.numpy()),
         "steps_per_epoch": steps,
         "training_key": key,
+        "early_stopping": early_stopping,
     }
     write_json_atomic(ckpt_dir / "latest.json", state)
 
@@ -190,7 +202,8 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
 
     from include.mlops.dataset import load_dataset_config, parse_date
     from include.mlops.trainer.model import build_network, feature_spec
-    from include.mlops.trainer.scoring import frame_to_inputs
+    from include.mlops.trainer.scoring import frame_to_inputs, predict_proba
+    from include.mlops.trainer.stopping import EarlyStopping, batch_per_rank, validation_mask
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
@@ -215,11 +228,22 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     # fails every rank alike (LabelError), before any collective call.
     y_all = dataset.binary_labels(frame)
     in_train = ~dataset.holdout_mask(frame[dataset.id_column].to_numpy())
-    train = frame[in_train]
-    shard = train.iloc[rank::size]
+    train, y_train = frame[in_train], y_all[in_train]
+    # Rows that decide when to stop: carved from the training rows by a hash of the id (the
+    # holdout stays untouched for the gate), the same rows on every rank.
+    early = cfg.patience > 0 and cfg.validation_fraction > 0
+    in_val = (
+        validation_mask(train[dataset.id_column].to_numpy(), cfg.validation_fraction, f"{dataset.holdout_salt}:stop")
+        if early
+        else np.zeros(len(train), dtype=bool)
+    )
+    fit_rows = int((~in_val).sum())  # the rows gradients are computed on, over all ranks
+    shard = train[~in_val].iloc[rank::size]
     inputs = frame_to_inputs(shard, spec)
-    labels = y_all[in_train][rank::size].astype(np.float32).reshape(-1, 1)
+    labels = y_train[~in_val][rank::size].astype(np.float32).reshape(-1, 1)
     weights = np.where(labels[:, 0] > 0, cfg.pos_weight, 1.0).astype(np.float32)
+    val_inputs = frame_to_inputs(train[in_val].iloc[rank::size], spec)
+    val_labels = y_train[in_val][rank::size].astype(np.float64)
 
     # Global normalisation statistics: sum, sum of squares and count over every rank.
     num = inputs["numeric"].astype(np.float64)
@@ -262,12 +286,21 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
 
     local_rows = np.array([len(labels)], dtype=np.int64)
     all_rows = hvd.allgather(tf.constant(local_rows)).numpy()
-    steps = int(all_rows.min()) // cfg.batch_size
+    batch = batch_per_rank(int(all_rows.min()), cfg.batch_size, cfg.min_steps_per_epoch)
+    if batch != cfg.batch_size:
+        log.info(
+            "batch per rank %d instead of %d: %d rows per rank make %d steps per epoch at least",
+            batch,
+            cfg.batch_size,
+            int(all_rows.min()),
+            int(all_rows.min()) // batch,
+        )
+    steps = int(all_rows.min()) // batch
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)
     if steps < 1:
         raise ValueError(
-            f"too little training data: smallest shard has {int(all_rows.min())} rows, batch size is {cfg.batch_size}"
+            f"too little training data: smallest shard has {int(all_rows.min())} rows, batch size is {batch}"
         )
 
     trainable = network.trainable_variables
@@ -283,16 +316,37 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
         optimizer.apply_gradients(zip(grads, trainable, strict=True))
         return loss
 
+    def validation_loss() -> float:
+        """Log loss on the validation rows of every rank (allreduced): the same number everywhere."""
+        if not len(val_labels):
+            local = np.zeros(2)
+        else:
+            p = np.clip(predict_proba(network, val_inputs).astype(np.float64), 1e-7, 1 - 1e-7)
+            local = np.array([-(val_labels * np.log(p) + (1 - val_labels) * np.log(1 - p)).sum(), len(p)])
+        total = hvd.allreduce(tf.constant(local), op=hvd.Sum).numpy()
+        return float(total[0] / total[1]) if total[1] else float("nan")
+
+    stopping = EarlyStopping(patience=cfg.patience if early else 0)
+    if rank == 0 and start_epoch and ckpt_dir:
+        stopping.restore(json.loads((ckpt_dir / "latest.json").read_text()).get("early_stopping"))
+    state = hvd.broadcast(tf.constant([stopping.best_loss, stopping.best_epoch, stopping.waited], tf.float64), 0)
+    stopping.best_loss, stopping.best_epoch, stopping.waited = float(state[0]), int(state[1]), int(state[2])
+    best_weights = None  # the best epoch's weights, when it is one of this session's
+
     run = None
     if rank == 0:
-        run = _start_mlflow_run(cfg, dataset, size, threads, steps, len(train), days)
+        run = _start_mlflow_run(cfg, dataset, size, threads, steps, fit_rows, days, batch, int(in_val.sum()))
     history: list[dict[str, float]] = []
-    examples_per_epoch = steps * cfg.batch_size * size
-    for epoch in range(start_epoch, cfg.epochs):
+    examples_per_epoch = steps * batch * size
+    epoch = start_epoch
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        if stopping.should_stop:  # a resumed run that had already decided to stop
+            epoch -= 1
+            break
         data = (
             tf.data.Dataset.from_tensor_slices((inputs, labels, weights))
-            .shuffle(len(labels), seed=cfg.seed + epoch, reshuffle_each_iteration=False)
-            .batch(cfg.batch_size, drop_remainder=True)
+            .shuffle(len(labels), seed=cfg.seed + epoch - 1, reshuffle_each_iteration=False)
+            .batch(batch, drop_remainder=True)
             .take(steps)
             .prefetch(2)
         )
@@ -305,22 +359,41 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
             "epoch_seconds": seconds,
             "examples_per_sec": examples_per_epoch / seconds,
         }
+        if early:
+            record["val_loss"] = validation_loss()
+            if stopping.update(epoch, record["val_loss"]):
+                best_weights = [np.array(w) for w in network.get_weights()]
         history.append(record)
         if rank == 0:
             import mlflow
 
-            mlflow.log_metrics(record, step=epoch + 1)
+            mlflow.log_metrics(record, step=epoch)
             log.info(
-                "epoch %d/%d loss=%.4f %.0f examples/s (%d ranks)",
-                epoch + 1,
+                "epoch %d/%d loss=%.4f%s %.0f examples/s (%d ranks)",
+                epoch,
                 cfg.epochs,
                 mean_loss,
+                f" val_loss={record['val_loss']:.4f}" if early else "",
                 record["examples_per_sec"],
                 size,
             )
             if ckpt_dir:
                 ckpt_dir.mkdir(parents=True, exist_ok=True)
-                _checkpoint(ckpt_dir, epoch + 1, network, optimizer, steps, key)
+                _checkpoint(ckpt_dir, epoch, network, optimizer, steps, key, stopping.state() if early else None)
+        if stopping.should_stop:
+            break
+
+    stopped = stopping.reason(epoch, cfg.epochs) if early else f"trained {cfg.epochs} epochs (no early stopping)"
+    if early and stopping.best_epoch and stopping.best_epoch != epoch:
+        # Keep the best epoch's weights: this session's copy, or (resumed) its checkpoint.
+        if best_weights is not None:
+            network.set_weights(best_weights)
+        else:
+            if rank == 0 and ckpt_dir:
+                network.load_weights(ckpt_dir / f"epoch-{stopping.best_epoch:03d}.weights.h5")
+            hvd.broadcast_variables([v.value for v in network.variables], root_rank=0)
+        stopped += f"; kept epoch {stopping.best_epoch}'s weights"
+    log.info("training stopped: %s", stopped)
 
     digest_dir = os.environ.get("MLOPS_TRAINER_DIGEST_DIR")
     if digest_dir:
@@ -353,10 +426,10 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
             sample[col] = sample[col].astype("int64")
         elif pd.api.types.is_float_dtype(sample[col]):
             sample[col] = sample[col].astype("float64")
-    return _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, len(train), sample)
+    return _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, fit_rows, sample, stopped)
 
 
-def _start_mlflow_run(cfg, dataset, size, threads, steps, train_rows, days):
+def _start_mlflow_run(cfg, dataset, size, threads, steps, train_rows, days, batch, validation_rows):
     import mlflow
 
     from include.mlops.tracking import ensure_experiment
@@ -384,8 +457,10 @@ def _start_mlflow_run(cfg, dataset, size, threads, steps, train_rows, days):
             "dataset": dataset.name,
             "partitions": ",".join(cfg.partitions),
             "epochs": cfg.epochs,
-            "batch_size_per_rank": cfg.batch_size,
-            "global_batch_size": cfg.batch_size * size,
+            "patience": cfg.patience,
+            "batch_size_requested": cfg.batch_size,
+            "batch_size_per_rank": batch,
+            "global_batch_size": batch * size,
             "learning_rate": cfg.learning_rate,
             "effective_learning_rate": cfg.learning_rate * math.sqrt(size),
             "pos_weight": cfg.pos_weight,
@@ -394,19 +469,21 @@ def _start_mlflow_run(cfg, dataset, size, threads, steps, train_rows, days):
             "threads_per_rank": threads,
             "steps_per_epoch": steps,
             "train_rows": train_rows,
+            "validation_rows": validation_rows,
             "holdout_fraction": dataset.holdout_fraction,
         }
     )
     return run
 
 
-def _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, train_rows, sample):
+def _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, train_rows, sample, stopped):
     import mlflow
     from mlflow.models import infer_signature
 
     from include.mlops.trainer.scoring import frame_to_inputs, predict_proba
 
     mlflow.log_metric("throughput_examples_per_sec", throughput)
+    mlflow.set_tag("train.stopped", stopped[:500])
     model_uri = None
     if cfg.log_model:
         with tempfile.TemporaryDirectory() as tmp:
@@ -430,6 +507,7 @@ def _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, train
         "horovod_size": size,
         "examples_per_sec": throughput,
         "epochs": len(history),
+        "stopped": stopped,
         "final_loss": history[-1]["train_loss"] if history else None,
         "train_rows": train_rows,
         "git_commit": os.environ.get("MLOPS_GIT_COMMIT", "unknown"),
