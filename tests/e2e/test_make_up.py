@@ -286,7 +286,7 @@ def test_browser_triggers_from_the_form_and_follows_the_task_links(up, client_ru
                 form.get_by_role("button", name="Trigger", exact=True).click()
             assert posted.value.status == 200, posted.value.text()
             conf = posted.value.request.post_data_json["conf"]
-            assert (conf["partition_date"], conf["window_days"], conf["epochs"]) == (None, 3, 12)  # the defaults
+            assert (conf["partition_date"], conf["window_days"], conf["epochs"], conf["patience"]) == (None, 3, 30, 3)
             run_id = posted.value.json()["dag_run_id"]
             newest = up.api.get(
                 f"{AIRFLOW}/api/v2/dags/{DAG_ID}/dagRuns",
