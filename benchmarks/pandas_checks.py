@@ -47,6 +47,13 @@ def run_checks(
         elif kind == "expect_column_values_to_be_in_type_list":
             names = {str(s.dtype), type(s.dtype).__name__}
             success = bool(names & set(kw["type_list"]))
+        elif kind == "expect_column_values_to_be_of_type" and kw["type_"] == "str":
+            # Any pandas string dtype, or object values that are all str (as GX checks them).
+            if pd.api.types.is_string_dtype(s) and not pd.api.types.is_object_dtype(s):
+                success = True
+            else:
+                unexpected = int(sum(not isinstance(v, str) for v in s.dropna()))
+                success = pd.api.types.is_object_dtype(s) and unexpected == 0
         elif kind == "expect_column_values_to_not_be_null":
             unexpected = int(s.isna().sum())
             success = unexpected == 0

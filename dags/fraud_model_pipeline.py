@@ -121,12 +121,13 @@ One run per day of card transactions: `partition_date` if set, else the run's da
             "weights; 0 trains every epoch up to the cap.",
         ),
         "batch_size": Param(
-            512,
-            type="integer",
+            None,
+            type=["null", "integer"],
             minimum=16,
             maximum=65536,
             title="Batch size per rank",
-            description="Rows per step on each rank; the global batch is this times the ranks.",
+            description="Rows per step on each rank; the global batch is this times the ranks. Empty: fitted to "
+            "the data (512, or smaller on a small table so that an epoch has at least 50 steps).",
         ),
         "learning_rate": Param(
             0.002,

@@ -280,7 +280,8 @@ def test_deferrable_mode_hands_the_wait_to_the_triggerer(cluster):
     cluster["stack"] = stack
     stack.start()
     kube = cluster["kube"]
-    run_id = stack.trigger({"partition_date": (DAY0 + dt.timedelta(days=2)).isoformat(), **FAST, "force_retrain": True})
+    day = (DAY0 + dt.timedelta(days=2)).isoformat()
+    run_id = stack.trigger({"partition_date": day, **FAST, "window_days": 1, "epochs": 1, "force_retrain": True})
     assert stack.wait(run_id, timeout=900) == "success", stack.tail()
     log = stack.task_log(run_id, "train")
     # The worker created the pod and deferred; only the triggerer's event resumes the task.

@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--validation-fraction", type=float, default=0.1, help="of the training rows, to decide when to stop"
     )
     train.add_argument("--min-steps-per-epoch", type=int, default=50, help="small tables get smaller batches")
-    train.add_argument("--batch-size", type=_positive(int), default=512)
+    train.add_argument(
+        "--batch-size",
+        type=_positive(int),
+        default=None,
+        help="rows per step on each rank (default: 512, smaller on a small table: see --min-steps-per-epoch)",
+    )
     train.add_argument("--learning-rate", type=_positive(float), default=2e-3)
     train.add_argument("--pos-weight", type=_positive(float), default=2.0)
     train.add_argument("--seed", type=int, default=42)

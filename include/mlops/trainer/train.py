@@ -37,6 +37,7 @@ import numpy as np
 from include.mlops.files import write_json_atomic
 
 log = logging.getLogger("mlops.trainer")
+DEFAULT_BATCH = 512  # rows per step on each rank when the batch is fitted to the data
 
 
 @dataclass
@@ -45,7 +46,7 @@ class TrainConfig:
     partitions: list[str]
     lake: Path
     epochs: int = 30  # a cap: training stops earlier when the validation loss stops improving
-    batch_size: int = 512
+    batch_size: int | None = None  # None: fitted to the data (DEFAULT_BATCH at most); a number is used as is
     patience: int = 3  # epochs without a better validation loss before stopping (0: never stop early)
     validation_fraction: float = 0.1  # of the training rows (never the holdout), to decide when to stop
     min_steps_per_epoch: int = 50  # the batch shrinks on small tables so an epoch has this many steps
@@ -286,15 +287,17 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
 
     local_rows = np.array([len(labels)], dtype=np.int64)
     all_rows = hvd.allgather(tf.constant(local_rows)).numpy()
-    batch = batch_per_rank(int(all_rows.min()), cfg.batch_size, cfg.min_steps_per_epoch)
-    if batch != cfg.batch_size:
+    if cfg.batch_size is None:
+        batch = batch_per_rank(int(all_rows.min()), DEFAULT_BATCH, cfg.min_steps_per_epoch)
         log.info(
-            "batch per rank %d instead of %d: %d rows per rank make %d steps per epoch at least",
+            "batch per rank %d (fitted: %d rows per rank, %d at most, at least %d steps per epoch)",
             batch,
-            cfg.batch_size,
             int(all_rows.min()),
-            int(all_rows.min()) // batch,
+            DEFAULT_BATCH,
+            cfg.min_steps_per_epoch,
         )
+    else:
+        batch = cfg.batch_size
     steps = int(all_rows.min()) // batch
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)
@@ -458,7 +461,7 @@ def _start_mlflow_run(cfg, dataset, size, threads, steps, train_rows, days, batc
             "partitions": ",".join(cfg.partitions),
             "epochs": cfg.epochs,
             "patience": cfg.patience,
-            "batch_size_requested": cfg.batch_size,
+            "batch_size_requested": cfg.batch_size or "fitted",
             "batch_size_per_rank": batch,
             "global_batch_size": batch * size,
             "learning_rate": cfg.learning_rate,
