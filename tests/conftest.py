@@ -34,6 +34,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def validation_kwargs(settings, **extra) -> dict:
+    """Where validate_partition/validate_window read and write, for a test's Settings."""
+    return dict(
+        lake=settings.lake,
+        expectations_dir=settings.expectations_dir,
+        gx_root=settings.gx_root,
+        validation_dir=settings.validation_dir,
+        quarantine_dir=settings.quarantine_dir,
+        **extra,
+    )
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh MLOPS_HOME with its own lake and MLflow store; returns Settings."""

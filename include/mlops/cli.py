@@ -131,8 +131,6 @@ def demo(settings: Settings) -> int:
     from include.mlops.datagen import write_day
 
     t0 = time.monotonic()
-    print("==> bootstrap (.local/)", flush=True)
-    bootstrap(settings)
     state_path = _demo_state_path(settings)
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     last = state.get("last_completed")
@@ -184,7 +182,8 @@ def _run_through_airflow(settings: Settings, conf: dict) -> tuple[str, str, dict
 
     keep = {k: v for k, v in os.environ.items() if k.startswith(("MLOPS_", "MLFLOW_"))}
     stack = Stack(settings.home, env=keep)
-    stack.start()
+    print(f"==> bootstrap ({settings.home}) and start Airflow", flush=True)
+    stack.start()  # bootstraps the home (Airflow DB, MLflow store) first
     try:
         run_id = stack.trigger(conf)
         print(f"    triggered {run_id}; Airflow logs in {stack.home / 'standalone.log'}", flush=True)

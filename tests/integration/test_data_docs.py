@@ -20,6 +20,7 @@ from include.mlops import data_docs
 from include.mlops.datagen import write_day
 from include.mlops.validation import validate_partition
 from tests.conftest import DAY0
+from tests.conftest import validation_kwargs as kwargs
 
 ROWS = 20000
 RUN_ID = "scheduled__2026-01-02T00:00:00+00:00"
@@ -34,17 +35,6 @@ def assets():
     except data_docs.AssetsUnavailable as exc:
         pytest.skip(f"Data Docs assets cannot be fetched here ({exc}): run `make docs-assets` with npm")
     return data_docs.assets_dir()
-
-
-def kwargs(settings, **extra):
-    return dict(
-        lake=settings.lake,
-        expectations_dir=settings.expectations_dir,
-        gx_root=settings.gx_root,
-        validation_dir=settings.validation_dir,
-        quarantine_dir=settings.quarantine_dir,
-        **extra,
-    )
 
 
 def site_of(settings) -> Path:

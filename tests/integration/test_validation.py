@@ -10,6 +10,7 @@ import pytest
 from include.mlops.datagen import DEFECTS, write_day
 from include.mlops.validation import DataValidationError, quarantine_path, validate_partition, validate_window
 from tests.conftest import DAY0
+from tests.conftest import validation_kwargs as kwargs
 
 ROWS = 20000
 # What each defect must trip, by expectation type and column.
@@ -29,16 +30,6 @@ EXPECTED_FAILURE = {
     "malformed_card_token": ("expect_column_values_to_match_regex", "card_token"),
     "too_few_rows": ("expect_table_row_count_to_be_between", None),
 }
-
-
-def kwargs(settings):
-    return dict(
-        lake=settings.lake,
-        expectations_dir=settings.expectations_dir,
-        gx_root=settings.gx_root,
-        validation_dir=settings.validation_dir,
-        quarantine_dir=settings.quarantine_dir,
-    )
 
 
 def snapshot(directory):
