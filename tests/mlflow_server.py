@@ -3,7 +3,6 @@ front of the backend store, artifacts proxied, clients authenticated)."""
 
 from __future__ import annotations
 
-import configparser
 import os
 import secrets
 import signal
@@ -15,6 +14,7 @@ from pathlib import Path
 import requests
 
 from include.mlops.localstack import free_port
+from include.mlops.upstack import MLFLOW_SERVER_ENV, mlflow_auth_ini
 
 
 class MlflowServer:
@@ -30,19 +30,10 @@ class MlflowServer:
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        ini = configparser.ConfigParser()
-        ini["mlflow"] = {
-            "default_permission": "READ",
-            "database_uri": f"sqlite:///{self.root / 'auth.db'}",
-            "admin_username": "admin",
-            "admin_password": self.password,
-            "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
-        }
-        with open(self.root / "auth.ini", "w") as fh:
-            ini.write(fh)
+        ini = mlflow_auth_ini(self.root / "auth.ini", f"sqlite:///{self.root / 'auth.db'}", "admin", self.password)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW")}
         env.update(
-            MLFLOW_AUTH_CONFIG_PATH=str(self.root / "auth.ini"), MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16)
+            MLFLOW_SERVER_ENV, MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16)
         )
         self.log = open(self.root / "server.log", "w")
         self.proc = subprocess.Popen(

@@ -44,6 +44,35 @@ SERVICES = (
 )
 MARKER = "MLOPS_UP_STACK"
 
+# MLflow's basic auth checks the password's scrypt hash on every request: about 0.1-0.2 s of
+# CPU each on this machine, for every call a task or trainer makes. Its opt-in cache skips the
+# check for a login seen in the last minute; the cost is that a password changed or a user
+# deleted still works for up to that long in a worker that cached it.
+MLFLOW_AUTH_CACHE_SECONDS = 60
+# The MLflow server's own job runners (GenAI scorers, trace rollups: two huey consumers with
+# five workers each, polling) are not used here.
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def mlflow_auth_ini(path: Path, database_uri: str, username: str, password: str) -> Path:
+    """Write the basic-auth app's config (mode 0600: it holds the admin password)."""
+    import configparser
+
+    ini = configparser.ConfigParser()
+    ini["mlflow"] = {
+        "default_permission": "READ",
+        "database_uri": database_uri,
+        "admin_username": username,
+        "admin_password": password,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        "auth_cache_ttl_seconds": str(MLFLOW_AUTH_CACHE_SECONDS),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        ini.write(fh)
+    return path
+
 
 class StackError(RuntimeError):
     pass
@@ -138,23 +167,13 @@ class UpStack:
         return [str(bindir / "airflow"), service.removeprefix("airflow-")]
 
     def _mlflow_auth_config(self) -> Path:
-        import configparser
-
         values = self._values()
-        path = self.root / "mlflow" / "auth.ini"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ini = configparser.ConfigParser()
-        ini["mlflow"] = {
-            "default_permission": "READ",
-            "database_uri": self.postgres().url("mlflow"),
-            "admin_username": values["MLFLOW_TRACKING_USERNAME"],
-            "admin_password": values["MLFLOW_TRACKING_PASSWORD"],
-            "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
-        }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            ini.write(fh)
-        return path
+        return mlflow_auth_ini(
+            self.root / "mlflow" / "auth.ini",
+            self.postgres().url("mlflow"),
+            values["MLFLOW_TRACKING_USERNAME"],
+            values["MLFLOW_TRACKING_PASSWORD"],
+        )
 
     # -- processes ---------------------------------------------------------------------
 
@@ -185,6 +204,7 @@ class UpStack:
         extra = {}
         if service == "mlflow":
             extra = {
+                **MLFLOW_SERVER_ENV,
                 "MLFLOW_AUTH_CONFIG_PATH": str(self._mlflow_auth_config()),
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": self._values()["MLFLOW_FLASK_SERVER_SECRET_KEY"],
             }
