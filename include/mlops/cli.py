@@ -80,8 +80,12 @@ def embedded_env(settings: Settings, api_port: int = 8080, base: dict[str, str] 
     return env
 
 
-def _airflow(args: list[str], env: dict[str, str], check: bool = True) -> int:
-    cmd = [str(Path(sys.executable).parent / "airflow"), *args]
+def _airflow(args: list[str], env: dict[str, str], check: bool = True, immediate: bool = False) -> int:
+    """Run ``airflow args``; `immediate`: on SQLite, transactions that lock when they begin."""
+    if immediate and env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "").startswith("sqlite"):
+        cmd = [sys.executable, "-m", "include.mlops.airflow_sqlite", *args]
+    else:
+        cmd = [str(Path(sys.executable).parent / "airflow"), *args]
     print(f"$ airflow {shlex.join(args)}", flush=True)
     rc = subprocess.call(cmd, env=env)
     if check and rc != 0:
@@ -244,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"airflow {' '.join(ns.args[:2])}: {problem}", file=sys.stderr)
             return 2
-        return _airflow(ns.args, env, check=False)
+        # A CLI writing beside the running scheduler (backfill create, dags trigger): on the
+        # embedded SQLite, see include/mlops/airflow_sqlite.py.
+        return _airflow(ns.args, env, check=False, immediate=True)
     if ns.command == "standalone":
         bootstrap(settings)
         try:
