@@ -190,7 +190,7 @@ def _run_through_airflow(settings: Settings, conf: dict) -> tuple[str, str, dict
     stack.start()  # bootstraps the home (Airflow DB, MLflow store) first
     try:
         run_id = stack.trigger(conf)
-        print(f"    triggered {run_id}; Airflow logs in {stack.home / 'standalone.log'}", flush=True)
+        print(f"    triggered {run_id}; Airflow logs in {stack.logfile}", flush=True)
         state = stack.wait(run_id, timeout=3600)
         failed = [t for t, s in stack.task_states(run_id).items() if s == "failed"]
         logs = {t: "\n".join(stack.task_log(run_id, t).splitlines()[-40:]) for t in failed}

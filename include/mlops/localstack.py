@@ -1,7 +1,9 @@
-"""A local Airflow 3 stack (``airflow standalone``) driven over the REST API v2.
+"""A local Airflow 3 stack driven over the REST API v2.
 
-Used by the end-to-end tests and the benchmarks: an isolated MLOPS_HOME, the embedded
-environment on a free port, JWT login, trigger/wait helpers. Not for production.
+Used by ``make demo``, the end-to-end tests and the benchmarks: an isolated MLOPS_HOME, the
+embedded environment on a free port, the scheduler, dag-processor and api-server as processes
+of one process group (and the triggerer when asked: ``airflow standalone`` always runs one, and
+it polls even with nothing deferred), JWT login, trigger/wait helpers. Not for production.
 """
 
 from __future__ import annotations
@@ -27,8 +29,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+COMPONENTS = ("scheduler", "dag-processor", "api-server")
+
+
 class Stack:
-    def __init__(self, home: Path, trainer_venv: Path | None = None, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        home: Path,
+        trainer_venv: Path | None = None,
+        env: dict[str, str] | None = None,
+        triggerer: bool = False,
+    ):
         from include.mlops.cli import embedded_env
         from include.mlops.settings import get_settings
 
@@ -48,9 +59,31 @@ class Stack:
             os.environ.clear()
             os.environ.update(old)
         self.env = embedded_env(self.settings, api_port=self.port, base=base)
+        # The DAG files do not change while a Stack runs (tests, make demo, make bench): parsed
+        # at start, then hourly rather than every 30 s (each parse is a process of its own).
+        self.env.setdefault("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL", "3600")
         self.url = f"http://localhost:{self.port}"
-        self.proc: subprocess.Popen | None = None
+        self.components = (*COMPONENTS, "triggerer") if triggerer else COMPONENTS
+        self.procs: list[subprocess.Popen] = []
         self.token: str | None = None
+        self.logfile = home / "airflow.log"
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        """The process group's leader (the scheduler)."""
+        return self.procs[0] if self.procs else None
+
+    def pids(self) -> list[int]:
+        """Every process of the stack: its components and theirs (workers, servers)."""
+        import psutil
+
+        found = []
+        for proc in self.procs:
+            try:
+                found += [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+            except psutil.NoSuchProcess:
+                pass
+        return found
 
     def start(self, timeout: float = 240) -> None:
         from include.mlops.cli import bootstrap
@@ -62,17 +95,22 @@ class Stack:
         finally:
             os.environ.clear()
             os.environ.update(old)
-        self.log = open(self.home / "standalone.log", "w")
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "airflow"), "standalone"],
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.log = open(self.logfile, "w")
+        airflow = str(Path(sys.executable).parent / "airflow")
+        for component in self.components:
+            leader = self.procs[0].pid if self.procs else 0  # one process group, led by the first
+            self.procs.append(
+                subprocess.Popen(
+                    [airflow, component],
+                    env=self.env,
+                    stdout=self.log,
+                    stderr=subprocess.STDOUT,
+                    process_group=leader,
+                )
+            )
         deadline = time.time() + timeout
         while time.time() < deadline:
-            assert self.proc.poll() is None, self.tail()
+            assert all(p.poll() is None for p in self.procs), self.tail()
             try:
                 health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
                 if health.get("scheduler", {}).get("status") == "healthy" and self.login():
@@ -162,33 +200,33 @@ class Stack:
 
     def tail(self, n: int = 80) -> str:
         self.log.flush()
-        return "\n".join((self.home / "standalone.log").read_text().splitlines()[-n:])
+        return "\n".join(self.logfile.read_text().splitlines()[-n:])
 
     def stop(self) -> None:
-        """Stop standalone and every process it started.
+        """Stop every process of the stack, its components' children included.
 
-        Its components start their own sessions, so signalling the process group alone left
-        schedulers and workers running (against the same database) after the stack was gone.
+        LocalExecutor's idle workers do not always exit on SIGTERM: they are killed after 5 s.
         """
         import psutil
 
-        if self.proc and self.proc.poll() is None:
-            try:
-                children = psutil.Process(self.proc.pid).children(recursive=True)
-            except psutil.NoSuchProcess:
-                children = []
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            for child in children:
+        alive = [p for p in self.procs if p.poll() is None]
+        if alive:
+            members = []
+            for pid in self.pids():
                 with contextlib.suppress(psutil.NoSuchProcess):
-                    child.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            _, alive = psutil.wait_procs(children, timeout=20)
-            for child in alive:  # LocalExecutor's idle workers do not always exit on SIGTERM
+                    members.append(psutil.Process(pid))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.procs[0].pid, signal.SIGTERM)
+            for member in members:
                 with contextlib.suppress(psutil.NoSuchProcess):
-                    child.kill()
-            psutil.wait_procs(alive, timeout=10)
-        if self.proc:
+                    member.terminate()
+            _, left = psutil.wait_procs(members, timeout=5)
+            for member in left:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    member.kill()
+            psutil.wait_procs(left, timeout=10)
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        if self.procs:
             self.log.close()

@@ -83,7 +83,7 @@ def cluster(tmp_path_factory):
         "MLOPS_TASK_RETRY_DELAY": "3",
         **kube.connection_env(),
     }
-    stack = Stack(home, trainer_venv=TRAINER_VENV, env=env)
+    stack = Stack(home, trainer_venv=TRAINER_VENV, env=env, triggerer=True)
     for i in range(3):
         write_day(stack.settings.lake, DAY0 + dt.timedelta(days=i), ROWS)
     stack.start()
@@ -272,11 +272,12 @@ def test_killing_the_task_deletes_its_pod(cluster):
 def test_deferrable_mode_hands_the_wait_to_the_triggerer(cluster):
     """MLOPS_K8S_DEFERRABLE=true: the worker creates the pod and defers; the triggerer watches it."""
     old = cluster["stack"]
-    started = [c.pid for c in psutil.Process(old.proc.pid).children(recursive=True)]
+    started = old.pids()
     old.stop()  # every component it started ends too: no scheduler left on the same database
     alive = [p for p in started if running(p)]
     assert alive == [], f"processes of the stopped stack still running: {alive}"
-    stack = Stack(cluster["home"], trainer_venv=TRAINER_VENV, env={**cluster["env"], "MLOPS_K8S_DEFERRABLE": "true"})
+    env = {**cluster["env"], "MLOPS_K8S_DEFERRABLE": "true"}
+    stack = Stack(cluster["home"], trainer_venv=TRAINER_VENV, env=env, triggerer=True)
     cluster["stack"] = stack
     stack.start()
     kube = cluster["kube"]
