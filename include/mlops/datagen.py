@@ -8,6 +8,10 @@ features; the true probability of each row is written apart from the features (t
 Cards appear only as a salted hash token (``tok_<24 hex>``), never as a card number.
 Named defects can be injected for tests of the validation gate.
 
+At scale (``--rows 20000000 --files 8``) a day is written as several parquet files, one row
+group at a time (``--row-group-rows``, 500,000 by default), each drawn from its own seeded
+generator: memory holds one row group, never the day.
+
 CLI: ``python -m include.mlops.datagen --lake .local/lake --start 2026-01-01 --days 3``
 """
 
@@ -26,6 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -67,10 +73,15 @@ INTERCEPT = -5.6
 # Scales every feature effect; sets how separable fraud is (oracle PR-AUC about 0.6).
 SIGNAL = 2.0
 CARD_POOL = 40_000
+# Rows per parquet row group when a day is written in parts (about 130 MB of this schema in
+# memory): a size query engines read well, and what the generator holds at once.
+ROW_GROUP_ROWS = 500_000
 
 
-def _day_rng(seed: int, day: dt.date) -> np.random.Generator:
-    key = hashlib.sha256(f"{seed}:{day.isoformat()}".encode()).digest()
+def _day_rng(seed: int, day: dt.date, part: tuple[int, int] | None = None) -> np.random.Generator:
+    """The generator of a day (or of one row group of one of its files: ``part`` = (file, group))."""
+    name = f"{seed}:{day.isoformat()}" + (f":{part[0]}:{part[1]}" if part else "")
+    key = hashlib.sha256(name.encode()).digest()
     return np.random.default_rng(int.from_bytes(key[:8], "big"))
 
 
@@ -116,11 +127,17 @@ def fraud_logit(
     )
 
 
-def generate_day(day: dt.date, rows: int, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One day's transactions and the oracle (true fraud probability per row)."""
+def generate_day(
+    day: dt.date, rows: int, seed: int = 7, *, part: tuple[int, int] | None = None, first_id: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One day's transactions and the oracle (true fraud probability per row).
+
+    With ``part``, one row group of a day written in parts: its own generator, and ids from
+    ``first_id`` on, so the parts of a day never share an id.
+    """
     import pandas as pd
 
-    rng = _day_rng(seed, day)
+    rng = _day_rng(seed, day, part)
     cat_names = list(CATEGORIES)
     cat_w = np.array([CATEGORIES[c][3] for c in cat_names])
     cat_idx = rng.choice(len(cat_names), size=rows, p=cat_w / cat_w.sum())
@@ -181,7 +198,7 @@ def generate_day(day: dt.date, rows: int, seed: int = 7) -> tuple[pd.DataFrame, 
         ],
         dtype=object,
     )
-    ids = np.array([f"T{day:%Y%m%d}N{i:07d}" for i in range(rows)], dtype=object)
+    ids = np.array([f"T{day:%Y%m%d}N{i:07d}" for i in range(first_id, first_id + rows)], dtype=object)
 
     features = pd.DataFrame(
         {
@@ -264,19 +281,51 @@ def inject_defect(df: pd.DataFrame, defect: str, seed: int = 0) -> pd.DataFrame:
     return out
 
 
-def _write_atomic(df: pd.DataFrame, directory: Path, filename: str) -> Path:
-    """Write one parquet file into `directory`, replacing it whole or not at all."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+def _write_atomic(directories: list[Path], write: Callable[..., None]) -> None:
+    """Fill each of `directories` through ``write(*staging)``: each replaced whole or not at all."""
+    staging: list[Path] = []
     try:
-        df.to_parquet(staging / filename, index=False)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
+        for directory in directories:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            staging.append(Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent)))
+        write(*staging)
+        for directory, filled in zip(directories, staging, strict=True):
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(filled, directory)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return directory / filename
+        for filled in staging:
+            if filled.exists():
+                shutil.rmtree(filled)
+
+
+def _write_parts(
+    features_dir: Path, oracle_dir: Path, day: dt.date, rows: int, seed: int, files: int, row_group_rows: int
+) -> None:
+    """A day as `files` parquet files written one row group at a time (rows spread evenly)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    first_id = 0
+    for f in range(files):
+        name = f"part-{f:05d}.parquet"
+        left = rows // files + (1 if f < rows % files else 0)
+        writers: dict[str, pq.ParquetWriter] = {}
+        try:
+            group = 0
+            while left > 0:
+                n = min(row_group_rows, left)
+                features, oracle = generate_day(day, n, seed, part=(f, group), first_id=first_id)
+                for kind, frame, directory in (("features", features, features_dir), ("oracle", oracle, oracle_dir)):
+                    schema = writers[kind].schema if kind in writers else None  # every group as the first
+                    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+                    if kind not in writers:
+                        writers[kind] = pq.ParquetWriter(directory / name, table.schema)
+                    writers[kind].write_table(table, row_group_size=n)
+                first_id, left, group = first_id + n, left - n, group + 1
+        finally:
+            for writer in writers.values():
+                writer.close()
 
 
 def write_day(
@@ -286,15 +335,37 @@ def write_day(
     seed: int = 7,
     defect: str | None = None,
     location: str = "transactions/date={date}",
+    files: int = 1,
+    row_group_rows: int = ROW_GROUP_ROWS,
 ) -> Path:
-    """Generate and write one partition (and its oracle); returns the partition directory."""
-    features, oracle = generate_day(day, rows, seed)
-    if defect:
-        features = inject_defect(features, defect, seed)
+    """Generate and write one partition (and its oracle); returns the partition directory.
+
+    Up to `row_group_rows` rows in one file: one frame, as always. More rows, or several
+    `files`: written in parts, one row group in memory at a time (defects only in one frame).
+    """
+    if files < 1 or row_group_rows < 1 or rows < files:
+        raise ValueError(
+            f"need files >= 1, row_group_rows >= 1 and rows >= files; got {files}, {row_group_rows}, {rows}"
+        )
     part = Path(lake) / location.format(date=day.isoformat())
-    _write_atomic(features, part, "part-00000.parquet")
     oracle_dir = Path(lake) / "_oracle" / location.format(date=day.isoformat())
-    _write_atomic(oracle, oracle_dir, "part-00000.parquet")
+    if files == 1 and rows <= row_group_rows:
+        features, oracle = generate_day(day, rows, seed)
+        if defect:
+            features = inject_defect(features, defect, seed)
+
+        def write(features_dir: Path, oracle_dir: Path) -> None:
+            features.to_parquet(features_dir / "part-00000.parquet", index=False)
+            oracle.to_parquet(oracle_dir / "part-00000.parquet", index=False)
+
+    else:
+        if defect:
+            raise ValueError("defects are injected into a day written as one frame (one file, one row group)")
+
+        def write(features_dir: Path, oracle_dir: Path) -> None:
+            _write_parts(features_dir, oracle_dir, day, rows, seed, files, row_group_rows)
+
+    _write_atomic([part, oracle_dir], write)
     log.info("wrote %s (%d rows%s)", part, rows, f", defect={defect}" if defect else "")
     return part
 
@@ -307,16 +378,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--defect", choices=DEFECTS)
+    parser.add_argument("--files", type=int, default=1, help="parquet files per day (rows spread evenly)")
+    parser.add_argument(
+        "--row-group-rows", type=int, default=ROW_GROUP_ROWS, help="rows per row group, and per part held in memory"
+    )
     args = parser.parse_args(argv)
     if args.rows < 100:
         parser.error("--rows must be at least 100")
+    if args.files < 1 or args.row_group_rows < 1:
+        parser.error("--files and --row-group-rows must be at least 1")
+    if args.defect and (args.files > 1 or args.rows > args.row_group_rows):
+        parser.error("--defect needs the day in one frame: one file, --rows at most --row-group-rows")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.lake is None:
         from include.mlops.settings import get_settings
 
         args.lake = get_settings().lake
     for i in range(args.days):
-        write_day(args.lake, args.start + dt.timedelta(days=i), args.rows, args.seed, args.defect)
+        day = args.start + dt.timedelta(days=i)
+        write_day(
+            args.lake, day, args.rows, args.seed, args.defect, files=args.files, row_group_rows=args.row_group_rows
+        )
     return 0
 
 
