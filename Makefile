@@ -96,11 +96,12 @@ down: env
 demo: env trainer-env docs-assets
 	$(PY) -m include.mlops.cli demo
 
-# Two workers (pytest-xdist), each taking whole test files: the end-to-end modules mostly wait
-# on Airflow, pods and training, so two side by side keep make test under 20 minutes on 2 cores.
+# Three workers (pytest-xdist), each taking whole test files: the end-to-end modules spend much
+# of their time waiting (task scheduling, pods, retry delays), so three side by side keep make
+# test under 20 minutes on 2 cores.
 test: env trainer-env lint-env postgres-server browser docs-assets
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 test-fast: env lint-env postgres-server
 	$(PY) -m pytest -m "not e2e and not trainer"

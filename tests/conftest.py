@@ -14,10 +14,10 @@ TRAINER_VENV = Path(os.environ.get("MLOPS_TRAINER_VENV", ROOT / ".venv-trainer")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
-# The longest modules first: `make test` runs two pytest-xdist workers that take whole files
-# (--dist loadfile) in this order, so the two longest end-to-end modules start at once and the
+# The longest modules first: `make test` runs three pytest-xdist workers that take whole files
+# (--dist loadfile) in this order, so the three longest end-to-end modules start at once and the
 # short files fill in behind them.
-LONGEST_FIRST = ("test_pipeline_kubernetes.py", "test_pipeline_airflow.py", "test_make_up.py")
+LONGEST_FIRST = ("test_backfill.py", "test_pipeline_kubernetes.py", "test_pipeline_airflow.py", "test_make_up.py")
 
 
 def pytest_collection_modifyitems(config, items):

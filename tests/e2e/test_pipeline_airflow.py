@@ -9,7 +9,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -24,10 +23,10 @@ from include.mlops.dataset import partitions_sha256
 from include.mlops.localstack import DAG_ID, Stack
 from include.mlops.pipeline import RunRef, latest_partition
 from tests.conftest import DAY0, LINEAGE_TAGS, ROOT, TRAINER_VENV
+from tests.e2e.embedded import MODEL, client, registry_state, run_wrapper
 from tests.readme import readme_command
 
 pytestmark = pytest.mark.e2e
-MODEL = "fraud-detector"
 ROWS = 25000  # a day; enough for PR-AUC over the FAST floor, small enough to keep make test short
 FAST = {"window_days": 2, "epochs": 3, "min_pr_auc": 0.2}
 RUNS: dict[str, tuple[str, dt.date]] = {}  # runs a later test builds on
@@ -49,23 +48,6 @@ def stack(tmp_path_factory):
     mlflow.set_tracking_uri(s.settings.mlflow_tracking_uri)
     yield s
     s.stop()
-
-
-def client() -> mlflow.MlflowClient:
-    return mlflow.MlflowClient()
-
-
-def version_tags() -> dict:
-    return {str(v.version): dict(v.tags) for v in client().search_model_versions(f"name = '{MODEL}'")}
-
-
-def registry_state() -> dict:
-    versions = client().search_model_versions(f"name = '{MODEL}'")
-    try:
-        aliases = client().get_registered_model(MODEL).aliases
-    except mlflow.exceptions.MlflowException:
-        aliases = {}
-    return {"versions": sorted(str(v.version) for v in versions), "aliases": dict(aliases)}
 
 
 def test_embedded_airflow_db_uses_wal_and_a_lock_timeout(stack):
@@ -221,84 +203,8 @@ def test_pipeline_trains_with_two_ranks_and_promotes_with_lineage(stack):
     assert float(out.stdout.strip().splitlines()[-1]) > 0  # frauds score higher than the rest
 
 
-def test_rerunning_the_run_creates_no_second_version(stack):
-    runs = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns?state=success&run_type=manual").json()["dag_runs"]
-    run_id = runs[0]["dag_run_id"]
-    before, tags_before = registry_state(), version_tags()
-    r = stack.post(
-        f"/api/v2/dags/{DAG_ID}/clearTaskInstances",
-        {
-            "dag_run_id": run_id,
-            "task_ids": ["train"],
-            "include_downstream": True,
-            "dry_run": False,
-            "only_failed": False,
-        },
-    )
-    assert r.status_code == 200, r.text
-    cleared = {t["task_id"] for t in r.json()["task_instances"]}
-    assert {"train", "register", "promote"} <= cleared
-    time.sleep(2)
-    assert stack.wait(run_id) == "success", stack.tail()
-    # The run decided its promotion already: no alias moved, no tag of that decision rewritten.
-    assert registry_state() == before and version_tags() == tags_before
-
-
-def run_wrapper(stack, argv: list[str]) -> subprocess.CompletedProcess:
-    """`.venv/bin/python -m include.mlops.cli ...` from the README, against this stack."""
-    assert argv[:3] == [".venv/bin/python", "-m", "include.mlops.cli"], argv
-    for _attempt in range(3):
-        out = subprocess.run(
-            [sys.executable, *argv[1:]], env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=300
-        )
-        # The embedded SQLite default: a writer can wait out the lock while the scheduler
-        # writes (seen once in a fresh clone); the failed attempt rolled back, so retry it.
-        if out.returncode == 0 or "database is locked" not in out.stdout + out.stderr:
-            break
-        time.sleep(5)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    return out
-
-
-def test_readme_backfill_command_plans_five_days_two_at_a_time(stack):
-    argv = readme_command("backfill create")
-    assert argv[argv.index("--max-active-runs") + 1] == "2"
-    out = run_wrapper(stack, [*argv, "--dry-run"])
-    planned = sorted(set(re.findall(r"\d{4}-\d{2}-\d{2}", out.stdout.split("Runs to be attempted:")[-1])))
-    assert planned == [f"2026-01-0{d}" for d in range(3, 8)], out.stdout[-2000:]
-
-
-def test_a_backfill_registers_candidates_side_by_side_and_leaves_the_champion(stack):
-    """Two backfill runs at a time (as the README's): both validate and register; champion stays."""
-    for day in ("2026-01-10", "2026-01-11"):
-        write_day(stack.settings.lake, dt.date.fromisoformat(day), 30000)
-    before = registry_state()
-    argv = readme_command("backfill create")
-    cut = argv.index("--from-date")
-    conf = json.dumps({**FAST, "window_days": 1, "epochs": 1})
-    run_wrapper(stack, [*argv[:cut], "--from-date", "2026-01-10", "--to-date", "2026-01-11",
-                        "--max-active-runs", "2", "--dag-run-conf", conf])  # fmt: skip
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        runs = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns?run_type=backfill").json()["dag_runs"]
-        if len(runs) == 2 and all(r["state"] in ("success", "failed") for r in runs):
-            break
-        time.sleep(3)
-    assert [r["state"] for r in runs] == ["success", "success"], stack.tail()
-    assert sorted(r["data_interval_start"][:10] for r in runs) == ["2026-01-10", "2026-01-11"]
-    after = registry_state()
-    assert after["aliases"]["champion"] == before["aliases"]["champion"]
-    new = sorted(set(after["versions"]) - set(before["versions"]))
-    assert len(new) == 2
-    for version in new:
-        tags = mlflow.MlflowClient().get_model_version(MODEL, version).tags
-        decision = json.loads(tags["promotion.decision"])
-        assert decision["decision"] in ("held", "rejected"), decision
-    notes = [r["note"] for r in runs]
-    assert all(n.startswith(("**Not promoted (held)**: backfill run", "**Gate failed**")) for n in notes), notes
-
-
 def test_a_failed_gate_shows_on_the_run_and_in_its_summary(stack):
+    write_day(stack.settings.lake, DAY0 + dt.timedelta(days=4), ROWS)  # a day newer than the run's
     before = registry_state()
     day = DAY0 + dt.timedelta(days=2)
     run_id = stack.trigger(
