@@ -29,7 +29,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-COMPONENTS = ("scheduler", "dag-processor", "api-server")
+# The api-server first: the scheduler's workers report to its execution API from their first
+# task on (a scheduled run's first task failed with "connection refused" when they raced).
+COMPONENTS = ("api-server", "scheduler", "dag-processor")
 
 
 class Stack:
@@ -70,7 +72,7 @@ class Stack:
 
     @property
     def proc(self) -> subprocess.Popen | None:
-        """The process group's leader (the scheduler)."""
+        """The process group's leader (the api-server)."""
         return self.procs[0] if self.procs else None
 
     def pids(self) -> list[int]:
@@ -97,6 +99,7 @@ class Stack:
             os.environ.update(old)
         self.log = open(self.logfile, "w")
         airflow = str(Path(sys.executable).parent / "airflow")
+        deadline = time.time() + timeout
         for component in self.components:
             leader = self.procs[0].pid if self.procs else 0  # one process group, led by the first
             self.procs.append(
@@ -108,15 +111,23 @@ class Stack:
                     process_group=leader,
                 )
             )
-        deadline = time.time() + timeout
+            if component == "api-server":
+                self._wait_until(deadline, lambda: requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).ok)
+
+        def ready() -> bool:
+            health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
+            if health.get("scheduler", {}).get("status") == "healthy" and self.login():
+                return self.get(f"/api/v2/dags/{DAG_ID}").status_code == 200
+            return False
+
+        self._wait_until(deadline, ready)
+
+    def _wait_until(self, deadline: float, ready) -> None:
         while time.time() < deadline:
             assert all(p.poll() is None for p in self.procs), self.tail()
             try:
-                health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
-                if health.get("scheduler", {}).get("status") == "healthy" and self.login():
-                    r = self.get(f"/api/v2/dags/{DAG_ID}")
-                    if r.status_code == 200:
-                        return
+                if ready():
+                    return
             except requests.RequestException:
                 pass
             time.sleep(3)
