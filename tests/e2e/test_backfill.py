@@ -76,6 +76,18 @@ def champion_moves() -> list[str]:
     return sorted(k for k in tags if k.startswith("champion.move."))
 
 
+def readme_backfill(stack, marker: str, days: list[str], side_by_side: int) -> dict[str, dict]:
+    """Run the README's backfill command containing `marker`, verbatim; its runs once ended."""
+    argv = readme_command(marker)
+    assert argv[argv.index("--max-active-runs") + 1] == str(side_by_side)
+    started = now_iso()
+    run_wrapper(stack, argv)
+    runs = backfill_runs(stack, days, started)
+    assert {d: r["state"] for d, r in runs.items()} == dict.fromkeys(days, "success"), stack.tail()
+    assert most_side_by_side(runs.values()) == side_by_side  # never more than the command says
+    return runs
+
+
 def active_backfills(stack) -> list[dict]:
     backfills = stack.get(f"/api/v2/backfills?dag_id={DAG_ID}").json()["backfills"]
     return [b for b in backfills if not b["completed_at"]]
@@ -84,14 +96,8 @@ def active_backfills(stack) -> list[dict]:
 def test_the_readme_promoting_backfill_moves_the_champion_at_most_to_the_newest_passing_candidate(stack):
     before, moves = registry_state(), champion_moves()
     days = [f"2026-01-{d:02d}" for d in range(8, 13)]
-    argv = readme_command('"promote_from_backfill": true}\'')
-    assert argv[argv.index("--max-active-runs") + 1] == "1"
-    started = now_iso()
-    run_wrapper(stack, argv)
-    runs = backfill_runs(stack, days, started)
-    assert [r["state"] for r in runs.values()] == ["success"] * 5, stack.tail()
-    order = sorted(runs, key=lambda d: runs[d]["start_date"])
-    assert order == days and most_side_by_side(runs.values()) == 1  # one at a time, oldest first
+    runs = readme_backfill(stack, '"promote_from_backfill": true}\'', days, side_by_side=1)
+    assert sorted(runs, key=lambda d: runs[d]["start_date"]) == days  # oldest first
 
     after, tags = registry_state(), version_tags()
     new = sorted(set(after["versions"]) - set(before["versions"]), key=int)
@@ -118,14 +124,7 @@ def test_the_readme_backfill_registers_five_candidates_two_at_a_time_and_leaves_
         pytest.skip("needs the champion the promoting backfill made")
     before, moves = registry_state(), champion_moves()
     days = [f"2026-01-0{d}" for d in range(3, 8)]
-    argv = readme_command('"epochs": 4}\'')
-    assert argv[argv.index("--max-active-runs") + 1] == "2"
-    started = now_iso()
-    run_wrapper(stack, argv)
-    runs = backfill_runs(stack, days, started)
-    RUNS["backfill"] = runs
-    assert {d: r["state"] for d, r in runs.items()} == dict.fromkeys(days, "success"), stack.tail()
-    assert most_side_by_side(runs.values()) == 2  # side by side, never more than the command says
+    runs = RUNS["backfill"] = readme_backfill(stack, '"epochs": 4}\'', days, side_by_side=2)
 
     after = registry_state()
     assert after["aliases"]["champion"] == before["aliases"]["champion"] and champion_moves() == moves
