@@ -70,11 +70,6 @@ class Stack:
         self.token: str | None = None
         self.logfile = home / "airflow.log"
 
-    @property
-    def proc(self) -> subprocess.Popen | None:
-        """The process group's leader (the api-server)."""
-        return self.procs[0] if self.procs else None
-
     def pids(self) -> list[int]:
         """Every process of the stack: its components and theirs (workers, servers)."""
         import psutil
@@ -220,8 +215,7 @@ class Stack:
         """
         import psutil
 
-        alive = [p for p in self.procs if p.poll() is None]
-        if alive:
+        if any(p.poll() is None for p in self.procs):
             members = []
             for pid in self.pids():
                 with contextlib.suppress(psutil.NoSuchProcess):
