@@ -12,6 +12,7 @@ raised). Work happens in ``.local/bench/`` only, so the demo state is left as it
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -32,6 +33,7 @@ TARGETS = {
     "dag_parse_seconds": ("<", 0.3),
     "orchestration_overhead_ratio": ("<", 1.25),
     "horovod_scaling_efficiency_cpu": (">=", 0.85),
+    "horovod_default_vs_one_rank_wall_ratio": ("<=", 1.1),
     "validation_vs_pandas_ratio": ("<=", 3.0),
     "validation_peak_mib": ("<", 2048),
     "quality_vs_optimal_ratio": (">=", 0.95),
@@ -162,6 +164,79 @@ def bench_scaling(lake: Path, trainer_venv: Path, repeats: int, days: list[str],
         "horovod_scaling_efficiency_cpu": summary(efficiency),
         "horovod_examples_per_second_1x1": summary(throughput[1]),
         "horovod_examples_per_second_2x1": summary(throughput[2]),
+    }
+
+
+def bench_default_ranks(lake: Path, trainer_venv: Path, repeats: int, days: list[str], out: Path) -> dict[str, Any]:
+    """The user's real choice: the training job the DAG builds from its defaults (ranks and batch
+    resolved on this machine, cores pinned as the local launcher does) against the same job with
+    one rank and with two: wall and CPU time of the whole job (start-up included), same data,
+    4 epochs. When the default resolves to the one-rank job itself (same argv), it is measured
+    once and its ratio to one rank is that of a job to itself."""
+    import resource
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from include.mlops.launcher import run_local
+    from include.mlops.pipeline import RunRef, train_job_spec, training_ranks
+    from include.mlops.settings import get_settings
+
+    env = {
+        "MLOPS_LAKE": str(lake),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db",
+        "MLOPS_MLFLOW_ARTIFACT_ROOT": str(out / "artifacts"),
+        "MLOPS_EXPERIMENT": "bench-default-ranks",
+    }
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["fraud_model_pipeline"]
+    defaults = {name: dag.params[name] for name in dag.params}
+    settings = get_settings()
+    default_ranks, why = training_ranks(defaults, settings)
+    plan = {"sha256": "0" * 64, "dataset": "card_fraud", "partitions": days, "partition_date": days[-1]}
+    run = RunRef("bench", "bench")
+    specs = {
+        label: train_job_spec(
+            plan, run, {**defaults, "epochs": 4, "patience": 0, "horovod_np": ranks}, settings, job_name="bench"
+        )
+        for label, ranks in (("default", None), ("1", 1), ("2", 2))
+    }
+    labels = [label for label in specs if label != "default" or specs["default"] != specs["1"]]
+    wall: dict[str, list[float]] = {label: [] for label in labels}
+    cpu: dict[str, list[float]] = {label: [] for label in labels}
+    speed: dict[str, list[float]] = {label: [] for label in labels}
+    for i in range(repeats):
+        for label in labels[i % len(labels) :] + labels[: i % len(labels)]:  # each goes first in turn
+            result_path = out / f"ranks-{label}-{i}.json"
+            args = list(specs[label].args)
+            args[args.index("--result-path") + 1] = str(result_path)
+            args[args.index("--checkpoint-dir") + 1] = str(out / f"ckpt-{label}-{i}")
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t = time.perf_counter()
+            result = run_local(
+                dataclasses.replace(specs[label], args=(*args, "--no-log-model")),
+                trainer_venv=trainer_venv,
+                project_root=ROOT,
+                result_path=result_path,
+                extra_env=env,
+            )
+            wall[label].append(time.perf_counter() - t)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[label].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+            speed[label].append(result["examples_per_sec"])
+        log(
+            f"ranks {i + 1}/{repeats} (default: {default_ranks}, {why}): "
+            + ", ".join(
+                f"{k}: {wall[k][-1]:.1f}s wall, {cpu[k][-1]:.0f} CPU-s, {speed[k][-1]:.0f} ex/s" for k in labels
+            )
+        )
+    default = "default" if "default" in labels else "1"
+    return {
+        "horovod_default_ranks": {"value": default_ranks, "why": why},
+        "horovod_default_vs_one_rank_wall_ratio": summary([d / o for d, o in zip(wall[default], wall["1"])]),
+        "horovod_two_ranks_vs_one_rank_wall_ratio": summary([t / o for t, o in zip(wall["2"], wall["1"])]),
+        "horovod_two_ranks_vs_one_rank_cpu_ratio": summary([t / o for t, o in zip(cpu["2"], cpu["1"])]),
+        "horovod_one_rank_wall_seconds": summary(wall["1"]),
+        "horovod_one_rank_examples_per_second": summary(speed["1"]),
+        "horovod_two_ranks_examples_per_second": summary(speed["2"]),
     }
 
 
@@ -376,7 +451,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and rows (a smoke run)")
-    parser.add_argument("--only", nargs="*", default=None, help="parse overhead scaling validation quality demo")
+    parser.add_argument("--only", nargs="*", default=None, help="parse overhead scaling ranks validation quality demo")
     args = parser.parse_args(argv)
     from include.mlops.settings import get_settings
 
@@ -385,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer_venv = settings.trainer_venv
     repeats = 2 if args.quick else 3
     t0 = time.perf_counter()
-    only = set(args.only or ["parse", "demo", "quality", "overhead", "scaling", "validation"])
+    only = set(args.only or ["parse", "demo", "quality", "overhead", "scaling", "ranks", "validation"])
     for sub in ("demo-home", "stack-home", "scaling", "validation-lake"):
         shutil.rmtree(bench / sub, ignore_errors=True)
     bench.mkdir(parents=True, exist_ok=True)
@@ -408,15 +483,21 @@ def main(argv: list[str] | None = None) -> int:
         figures["orchestration_overhead_ratio"] = bench_overhead(
             bench / "stack-home", trainer_venv, repeats, 30_000 if args.quick else 100_000
         )
-    if "scaling" in only:
+    if only & {"scaling", "ranks"}:
         from include.mlops.datagen import write_day
 
-        log("Horovod scaling (1 thread per rank)")
         lake = bench / "scaling" / "lake"
         days = [dt.date(2026, 2, 1) + dt.timedelta(days=i) for i in range(2)]
         for d in days:
             write_day(lake, d, 100_000)
-        figures.update(bench_scaling(lake, trainer_venv, repeats, [d.isoformat() for d in days], bench / "scaling"))
+        if "scaling" in only:
+            log("Horovod scaling (1 thread per rank)")
+            figures.update(bench_scaling(lake, trainer_venv, repeats, [d.isoformat() for d in days], bench / "scaling"))
+        if "ranks" in only:
+            log("the DAG's default ranks against one rank and two, whole job wall time")
+            figures.update(
+                bench_default_ranks(lake, trainer_venv, repeats, [d.isoformat() for d in days], bench / "scaling")
+            )
     if "validation" in only:
         from include.mlops.datagen import write_day
 

@@ -42,7 +42,8 @@ One run per day of card transactions: `partition_date` if set, else the run's da
 2. **validate**: Great Expectations suite `expectations/<suite>.json` on every partition of the
    window and of the holdout window (below). A failing partition is quarantined (record under `<lake>/_quarantine/`), the task
    fails with every failed expectation and its unexpected count, nothing downstream runs.
-3. **train**: Horovod data-parallel training with `horovod_np` ranks; rank 0 logs to MLflow.
+3. **train**: Horovod data-parallel training with `horovod_np` ranks (empty: one per GPU, or one
+   rank using every core without GPUs); rank 0 logs to MLflow.
    Returns the MLflow run id. `MLOPS_LAUNCHER=local`: `horovodrun` in the trainer virtualenv;
    `kubernetes`: a pod with `horovod_np` GPUs (KubernetesPodOperator), or an MPIJob when the
    ranks exceed one node's GPUs.
@@ -95,12 +96,14 @@ One run per day of card transactions: `partition_date` if set, else the run's da
             description="How many daily partitions, ending with the day above, to validate and train on.",
         ),
         "horovod_np": Param(
-            2,
-            type="integer",
+            None,
+            type=["null", "integer"],
             minimum=1,
             maximum=64,
             title="Horovod ranks",
-            description="Data-parallel workers: one per GPU on Kubernetes; beyond one node's GPUs, an MPIJob.",
+            description="Data-parallel workers, one per GPU; beyond one node's GPUs, an MPIJob. Empty: what the "
+            "hardware suits: a node's GPUs on Kubernetes, the local GPUs, or one rank using every core on a "
+            "machine without GPUs (ranks sharing CPUs only add allreduce).",
         ),
         "epochs": Param(
             30,

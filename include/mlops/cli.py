@@ -148,7 +148,9 @@ def demo(settings: Settings) -> int:
             write_day(settings.lake, d, DEMO_ROWS)
             print(f"    generated {d}", flush=True)
     print(f"==> running {DAG_ID} for {day} through Airflow (scheduler, api-server, dag-processor)", flush=True)
-    conf = {"partition_date": day.isoformat(), "window_days": DEMO_WINDOW}
+    # Two ranks, to show data parallelism; left empty, horovod_np is one rank on a machine
+    # without GPUs (faster there: README, "How many ranks").
+    conf = {"partition_date": day.isoformat(), "window_days": DEMO_WINDOW, "horovod_np": 2}
     try:
         with one_airflow(settings):
             run_id, state, failed_logs = _run_through_airflow(settings, conf)

@@ -21,7 +21,7 @@ import requests
 from include.mlops.datagen import write_day
 from include.mlops.dataset import partitions_sha256
 from include.mlops.localstack import DAG_ID, Stack
-from include.mlops.pipeline import RunRef, latest_partition
+from include.mlops.pipeline import RunRef, latest_partition, local_gpu_count
 from tests.conftest import DAY0, LINEAGE_TAGS, ROOT, TRAINER_VENV
 from tests.e2e.embedded import MODEL, client, registry_state, run_wrapper
 from tests.readme import readme_command
@@ -124,7 +124,7 @@ def test_the_scheduled_run_for_a_day_without_data_is_skipped_with_its_reason(sta
 
 def test_pipeline_trains_with_two_ranks_and_promotes_with_lineage(stack):
     day = DAY0 + dt.timedelta(days=2)
-    run_id = stack.trigger({"partition_date": day.isoformat(), **FAST})
+    run_id = stack.trigger({"partition_date": day.isoformat(), **FAST, "horovod_np": 2})
     assert stack.wait(run_id) == "success", stack.tail()
     states = stack.task_states(run_id)
     # The grid shows the outcome as a task: the other outcomes are skipped.
@@ -276,7 +276,13 @@ def test_a_second_dataset_runs_from_its_config_and_suite_alone(stack):
 
     c = client()
     champion = c.get_model_version_by_alias("credit-default", "champion")
-    assert champion.tags["airflow.run_id"] == run_id and champion.tags["train.horovod_size"] == "2"
+    # horovod_np left empty: one rank per local GPU, or one rank on a machine without GPUs.
+    ranks = str(local_gpu_count() or 1)
+    assert champion.tags["airflow.run_id"] == run_id and champion.tags["train.horovod_size"] == ranks
+    if ranks == "1":
+        assert "training with 1 Horovod rank(s): no GPU here: one rank using every core" in stack.task_log(
+            run_id, "train"
+        )
     assert champion.tags["data.partitions"] == ",".join(d.isoformat() for d in days)
     assert c.get_registered_model("credit-default").description == cfg.model_description
     run = c.get_run(champion.run_id)

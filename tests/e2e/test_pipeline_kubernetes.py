@@ -32,7 +32,7 @@ from tests.mlflow_server import MlflowServer
 pytestmark = pytest.mark.e2e
 MODEL = "fraud-detector"
 ROWS = 40000
-FAST = {"window_days": 2, "epochs": 3, "min_pr_auc": 0.2}
+FAST = {"window_days": 2, "epochs": 3, "min_pr_auc": 0.2, "horovod_np": 2}  # empty would be GPUS_PER_NODE
 GPUS_PER_NODE = 4  # the setting; the stand-in's GPU node has only 2, so 3 ranks cannot schedule
 HEAD = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 IMAGE_COMMIT = HEAD or "0123456789abcdef0123456789abcdef01234567"

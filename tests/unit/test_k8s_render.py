@@ -78,11 +78,11 @@ def test_pod_requests_one_gpu_per_rank_with_requests_equal_to_limits(default):
     pod = default["pod"]
     base = base_container(pod)
     ranks = int(base["command"][base["command"].index("-np") + 1])
-    assert ranks == 2  # the DAG's default horovod_np
+    assert ranks == 8  # horovod_np empty: one rank per GPU of a node (MLOPS_K8S_GPUS_PER_NODE, 8)
     assert base["resources"]["limits"]["nvidia.com/gpu"] == str(ranks)
     for container in pod["spec"]["containers"]:  # Guaranteed QoS: every container
         assert container["resources"]["requests"] == container["resources"]["limits"], container["name"]
-    assert base["resources"]["limits"]["cpu"] == "8" and base["resources"]["limits"]["memory"] == "32Gi"
+    assert base["resources"]["limits"]["cpu"] == "32" and base["resources"]["limits"]["memory"] == "128Gi"
 
 
 def test_pod_is_argv_without_a_shell_and_paths_resolve_inside_the_image(default):
@@ -198,7 +198,8 @@ def test_settings_shape_the_pod(tmp_path):
     assert pod["spec"]["affinity"] == affinity
     base = base_container(pod)
     assert base["image"] == "trainer@sha256:" + "a" * 64
-    assert base["resources"]["limits"] == {"cpu": "6", "memory": "24Gi", "nvidia.com/gpu": "2"}
+    # horovod_np empty: one rank per GPU of a node, each with its CPU and memory.
+    assert base["resources"]["limits"] == {"cpu": "12", "memory": "48Gi", "nvidia.com/gpu": "4"}
     assert r["mpijob"]["spec"]["slotsPerWorker"] == 4
 
 
@@ -206,6 +207,8 @@ def test_cpu_only_pods_request_no_gpu(tmp_path):
     r = render(tmp_path, MLOPS_K8S_GPU_RESOURCE="", MLOPS_K8S_IMAGE="mlops-trainer-cpu:abcdef1")
     for container in r["pod"]["spec"]["containers"]:
         assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+    base = base_container(r["pod"])
+    assert base["command"][base["command"].index("-np") + 1] == "1"  # no GPU: one rank
     assert not r["pod"]["spec"].get("nodeSelector") and not r["pod"]["spec"].get("tolerations")
     worker = r["mpijob"]["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
     assert set(worker["resources"]["limits"]) == {"cpu", "memory"}

@@ -111,7 +111,7 @@ class TrainerJobOperator(KubernetesPodOperator):
                 return None, previous
             # MPIJob ranks run on workers without the XCom volume: rank 0 writes its result to
             # /tmp there, and the operator finds the run in MLflow by job name.
-            across_nodes = int(params["horovod_np"]) > k.gpus_per_node
+            across_nodes = pipeline.training_ranks(params, settings)[0] > k.gpus_per_node
             spec = pipeline.train_job_spec(
                 plan, run, params, settings, job_name=name, result_path=MPI_RESULT_PATH if across_nodes else None
             )

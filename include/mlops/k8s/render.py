@@ -65,7 +65,7 @@ def render(out_dir: Path, ranks: int | None = None, partition_date: dt.date = dt
     from airflow.dag_processing.dagbag import DagBag
     from kubernetes.client import ApiClient
 
-    from include.mlops.pipeline import RunRef, git_commit, train_job_spec
+    from include.mlops.pipeline import RunRef, git_commit, train_job_spec, training_ranks
     from include.mlops.settings import PROJECT_ROOT, get_settings
 
     os.environ["MLOPS_LAUNCHER"] = "kubernetes"
@@ -104,7 +104,7 @@ def render(out_dir: Path, ranks: int | None = None, partition_date: dt.date = dt
             secret=k.mlflow_secret,
         )
 
-    pod_ranks = ranks or min(int(params["horovod_np"]), k.gpus_per_node)
+    pod_ranks = ranks or min(training_ranks(params, settings)[0], k.gpus_per_node)
     pod_params = {**params, "horovod_np": pod_ranks}
     spec = train_job_spec(plan, run, pod_params, settings, job_name="render")
     op.configure(spec, context, settings)
@@ -135,7 +135,12 @@ def _write(path: Path, header: str, obj: dict[str, Any], yaml: Any) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m include.mlops.k8s.render", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="default: $MLOPS_HOME/k8s (.local/k8s)")
-    parser.add_argument("--ranks", type=int, default=None, help="ranks of the pod (default: the DAG's horovod_np)")
+    parser.add_argument(
+        "--ranks",
+        type=int,
+        default=None,
+        help="ranks of the pod (default: the DAG's horovod_np; empty there: MLOPS_K8S_GPUS_PER_NODE)",
+    )
     ns = parser.parse_args(argv)
     from include.mlops.settings import SettingsError, get_settings
 
