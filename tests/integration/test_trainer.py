@@ -316,3 +316,39 @@ def test_a_forced_retrain_starts_fresh_and_says_why(trained, tmp_path, caplog):
     assert result["epochs"] == 2  # every epoch trained, none resumed
     assert "starting fresh at epoch 1: not resuming from checkpoints trained on other inputs: " in caplog.text
     assert "fingerprint-a: same inputs (a forced retrain)" in caplog.text
+
+
+def test_three_ranks_streaming_uneven_files_take_equal_steps_and_stay_in_sync(tmp_path):
+    """Three ranks over a window of uneven files and row groups, each shard over its memory budget
+    (streamed from parquet every epoch): the same step count and the same weights on every rank."""
+    lake = tmp_path / "lake"
+    write_day(lake, DAYS[0], 4000, files=3, row_group_rows=600)
+    write_day(lake, DAYS[1], 2500)
+    env = {
+        "MLOPS_LAKE": str(lake),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "MLOPS_MLFLOW_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+        "MLOPS_EXPERIMENT": "trainer-test",
+        "MLOPS_TRAINER_DIGEST_DIR": str(tmp_path / "digests"),
+    }
+    args = (
+        "--dataset-config", "datasets/card_fraud.yaml",
+        "--partitions", ",".join(d.isoformat() for d in DAYS),
+        "--epochs", "2",
+        "--batch-size", "64",
+        "--memory-rows", "500",
+        "--no-log-model",
+        "--result-path", str(tmp_path / "train.json"),
+    )  # fmt: skip
+    result = run_local(
+        JobSpec(job="train", num_proc=3, args=args),
+        trainer_venv=TRAINER_VENV,
+        project_root=ROOT,
+        result_path=tmp_path / "train.json",
+        extra_env=env,
+    )
+    digests = [json.loads((tmp_path / "digests" / f"rank-{r}.json").read_text()) for r in range(3)]
+    rows = [d["rows"] for d in digests]
+    assert sum(rows) == result["train_rows"] and len(set(rows)) > 1  # shards differ after the holdout
+    assert {d["steps"] for d in digests} == {min(rows) // 64}
+    assert len({d["weights_sha256"] for d in digests}) == 1

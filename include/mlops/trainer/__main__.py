@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps-per-epoch", type=int, default=0)
     train.add_argument("--no-log-model", action="store_true")
     train.add_argument("--bind-cores", action="store_true", help="pin each rank to its own --threads cores")
+    train.add_argument(
+        "--memory-rows",
+        type=_positive(int),
+        default=1_000_000,
+        help="rows a rank keeps in memory; a bigger shard is read from parquet every epoch",
+    )
 
     ev = sub.add_parser("evaluate", parents=[common], help="score candidate and champion on the holdout")
     ev.add_argument("--candidate-uri", required=True)
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_steps_per_epoch=args.max_steps_per_epoch,
                 log_model=not args.no_log_model,
                 bind_cores=args.bind_cores,
+                memory_rows=args.memory_rows,
             )
         )
     else:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import keras
-
 from include.mlops.trainer.scoring import keras_name
 
 if TYPE_CHECKING:
+    import keras
     import numpy as np
 
 
@@ -54,6 +53,8 @@ def build_network(
     Normalisation statistics are passed in (computed over all ranks), and vocabularies are
     fixed by the dataset config, so every rank builds an identical network.
     """
+    import keras
+
     numeric_in = keras.Input(shape=(len(spec["numeric"]),), dtype="float32", name="numeric")
     inputs: dict[str, keras.KerasTensor] = {"numeric": numeric_in}
     parts = [keras.layers.Normalization(mean=mean, variance=variance, name="normalize")(numeric_in)]

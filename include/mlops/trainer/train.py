@@ -6,7 +6,9 @@ positive value.
 
 Run under ``horovodrun -np N``; every rank runs this same program:
 
-- rank r trains on rows r, r+N, r+2N, ... of the training split (held-out rows excluded);
+- rank r reads only its shard of the window: a contiguous 1/N of its parquet row groups
+  (shards.py), kept in memory when it fits ``memory_rows``, else streamed every epoch; held-out
+  rows are dropped on reading and never reach training;
 - normalisation statistics are summed over all ranks, so every rank builds the same network;
 - variables are broadcast from rank 0, gradients are averaged with Horovod allreduce;
 - every rank takes the same number of steps per epoch (the smallest shard decides);
@@ -61,6 +63,7 @@ class TrainConfig:
     max_steps_per_epoch: int = 0
     log_model: bool = True
     bind_cores: bool = False
+    memory_rows: int = 1_000_000  # rows a rank keeps in memory; a bigger shard streams from parquet
 
 
 def _configure_threads(threads: int, local_size: int, local_rank: int, bind_cores: bool) -> int:
@@ -201,10 +204,11 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     import pandas as pd
     import tensorflow as tf
 
-    from include.mlops.dataset import load_dataset_config, parse_date
+    from include.mlops.dataset import LabelError, load_dataset_config, parse_date
     from include.mlops.trainer.model import build_network, feature_spec
-    from include.mlops.trainer.scoring import frame_to_inputs, predict_proba
-    from include.mlops.trainer.stopping import EarlyStopping, batch_per_rank, validation_mask
+    from include.mlops.trainer.scoring import keras_name, predict_proba
+    from include.mlops.trainer.shards import ShardFeed, plan_shards
+    from include.mlops.trainer.stopping import EarlyStopping, batch_per_rank
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
@@ -223,35 +227,43 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     dataset = load_dataset_config(cfg.dataset_config)
     spec = feature_spec(dataset)
     days = [parse_date(p) for p in cfg.partitions]
-    columns = [dataset.id_column, *dataset.feature_columns, dataset.label_column]
-    frame = dataset.read_partitions(cfg.lake, days, columns=columns)
-    # Labels of the whole window, on every rank: a value that is neither positive nor negative
-    # fails every rank alike (LabelError), before any collective call.
-    y_all = dataset.binary_labels(frame)
-    in_train = ~dataset.holdout_mask(frame[dataset.id_column].to_numpy())
-    train, y_train = frame[in_train], y_all[in_train]
+    files = [f for day in days for f in dataset.partition_files(cfg.lake, day)]
+    # This rank's rows only: a contiguous 1/N of the window's row groups (shards.py).
+    pieces = plan_shards(files, size)[rank]
     # Rows that decide when to stop: carved from the training rows by a hash of the id (the
-    # holdout stays untouched for the gate), the same rows on every rank.
+    # holdout stays untouched for the gate).
     early = cfg.patience > 0 and cfg.validation_fraction > 0
-    in_val = (
-        validation_mask(train[dataset.id_column].to_numpy(), cfg.validation_fraction, f"{dataset.holdout_salt}:stop")
-        if early
-        else np.zeros(len(train), dtype=bool)
+    shard = ShardFeed(
+        dataset,
+        spec,
+        pieces,
+        validation_fraction=cfg.validation_fraction if early else 0.0,
+        validation_salt=f"{dataset.holdout_salt}:stop",
+        pos_weight=cfg.pos_weight,
+        memory_rows=cfg.memory_rows,
     )
-    fit_rows = int((~in_val).sum())  # the rows gradients are computed on, over all ranks
-    shard = train[~in_val].iloc[rank::size]
-    inputs = frame_to_inputs(shard, spec)
-    labels = y_train[~in_val][rank::size].astype(np.float32).reshape(-1, 1)
-    weights = np.where(labels[:, 0] > 0, cfg.pos_weight, 1.0).astype(np.float32)
-    val_inputs = frame_to_inputs(train[in_val].iloc[rank::size], spec)
-    val_labels = y_train[in_val][rank::size].astype(np.float64)
+    problem = shard.scan()
+    # A label that is neither class fails every rank alike (LabelError), before any other
+    # collective call, though only the rank whose shard holds it has seen it.
+    problems = [p for p in hvd.allgather_object(problem or "") if p]
+    if problems:
+        raise LabelError(problems[0])
+    log.info(
+        "rank %d reads %d row group piece(s), %d training and %d validation rows (%s)",
+        rank,
+        len(pieces),
+        shard.fit_rows,
+        shard.validation_rows,
+        "kept in memory" if shard.in_memory else f"streamed from parquet, {cfg.memory_rows} rows buffered",
+    )
 
     # Global normalisation statistics: sum, sum of squares and count over every rank.
-    num = inputs["numeric"].astype(np.float64)
-    local = np.concatenate([num.sum(0), (num**2).sum(0), [len(num)]])
-    total = hvd.allreduce(tf.constant(local), op=hvd.Sum).numpy()
-    n_feat = num.shape[1]
+    n_feat = len(spec["numeric"])
+    sums = shard.sums if shard.sums is not None else np.zeros(2 * n_feat)
+    total = hvd.allreduce(tf.constant(np.concatenate([sums, [shard.fit_rows]])), op=hvd.Sum).numpy()
     count = total[-1]
+    fit_rows = int(count)  # the rows gradients are computed on, over all ranks
+    validation_rows = int(hvd.allreduce(tf.constant(shard.validation_rows, tf.int64), op=hvd.Sum))
     mean = total[:n_feat] / count
     variance = np.maximum(total[n_feat : 2 * n_feat] / count - mean**2, 1e-12)
 
@@ -285,7 +297,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     hvd.broadcast_variables([v.value for v in network.variables], root_rank=0)
     hvd.broadcast_variables([v.value for v in optimizer.variables], root_rank=0)
 
-    local_rows = np.array([len(labels)], dtype=np.int64)
+    local_rows = np.array([shard.fit_rows], dtype=np.int64)
     all_rows = hvd.allgather(tf.constant(local_rows)).numpy()
     if cfg.batch_size is None:
         batch = batch_per_rank(int(all_rows.min()), DEFAULT_BATCH, cfg.min_steps_per_epoch)
@@ -307,6 +319,17 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
         )
 
     trainable = network.trainable_variables
+    in_memory = shard.fit_arrays() if shard.in_memory else None
+    batch_signature = (
+        {
+            name: tf.TensorSpec(
+                (None, n_feat) if name == "numeric" else (None, 1), tf.float32 if name == "numeric" else tf.string
+            )
+            for name in ["numeric", *[keras_name(c) for c in spec["categorical"]]]
+        },
+        tf.TensorSpec((None, 1), tf.float32),
+        tf.TensorSpec((None,), tf.float32),
+    )
 
     @tf.function
     def train_step(batch_inputs, batch_labels, batch_weights):
@@ -331,11 +354,11 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
 
     def validation_loss() -> float:
         """Log loss on the validation rows of every rank (allreduced): the same number everywhere."""
-        if not len(val_labels):
-            local = np.zeros(2)
-        else:
-            p = np.clip(predict_proba(network, val_inputs).astype(np.float64), 1e-7, 1 - 1e-7)
-            local = np.array([-(val_labels * np.log(p) + (1 - val_labels) * np.log(1 - p)).sum(), len(p)])
+        local = np.zeros(2)
+        for val_inputs, val_labels in shard.validation_parts():
+            if len(val_labels):
+                p = np.clip(predict_proba(network, val_inputs).astype(np.float64), 1e-7, 1 - 1e-7)
+                local += [-(val_labels * np.log(p) + (1 - val_labels) * np.log(1 - p)).sum(), len(p)]
         total = hvd.allreduce(tf.constant(local), op=hvd.Sum).numpy()
         return float(total[0] / total[1]) if total[1] else float("nan")
 
@@ -348,7 +371,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
 
     run = None
     if rank == 0:
-        run = _start_mlflow_run(cfg, dataset, size, threads, steps, fit_rows, days, batch, int(in_val.sum()))
+        run = _start_mlflow_run(cfg, dataset, size, threads, steps, fit_rows, days, batch, validation_rows)
     history: list[dict[str, float]] = []
     examples_per_epoch = steps * batch * size
     epoch = start_epoch
@@ -356,13 +379,18 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
         if stopping.should_stop:  # a resumed run that had already decided to stop
             epoch -= 1
             break
-        data = (
-            tf.data.Dataset.from_tensor_slices((inputs, labels, weights))
-            .shuffle(len(labels), seed=cfg.seed + epoch - 1, reshuffle_each_iteration=False)
-            .batch(batch, drop_remainder=True)
-            .take(steps)
-            .prefetch(2)
-        )
+        if shard.in_memory:
+            data = (
+                tf.data.Dataset.from_tensor_slices(in_memory)
+                .shuffle(shard.fit_rows, seed=cfg.seed + epoch - 1, reshuffle_each_iteration=False)
+                .batch(batch, drop_remainder=True)
+            )
+        else:
+            epoch_seed = [cfg.seed, epoch, rank]
+            data = tf.data.Dataset.from_generator(
+                lambda seed=epoch_seed: shard.stream(seed, batch), output_signature=batch_signature
+            )
+        data = data.take(steps).prefetch(2)
         t0 = time.perf_counter()
         mean_loss = float(hvd.allreduce(train_epoch(data), op=hvd.Average))
         seconds = time.perf_counter() - t0
@@ -420,7 +448,8 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
                     "rank": rank,
                     "size": size,
                     "weights_sha256": h.hexdigest(),
-                    "rows": len(labels),
+                    "rows": shard.fit_rows,
+                    "steps": steps,
                     "thread_cpus": sorted(set().union(*_thread_affinities())),
                 }
             )
@@ -430,7 +459,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     # Throughput after warm-up: the first epoch includes graph tracing.
     steady = [h["examples_per_sec"] for h in history[1:]] or [h["examples_per_sec"] for h in history]
     throughput = statistics.median(steady) if steady else 0.0
-    sample = shard[dataset.feature_columns].head(20).reset_index(drop=True)
+    sample = shard.sample.copy()
     # Declare the widest types in the signature (long/double): MLflow then accepts narrower
     # integer and float columns too, so a producer writing int32 or int64 both score.
     for col in sample.columns:
