@@ -2,7 +2,8 @@
 
 Runs in the trainer environment (it loads TensorFlow models), as one process. The held-out
 rows are the ones the dataset's salted-hash split keeps out of every training run, taken
-from the run's partitions. The champion is pinned by version number before scoring, so the
+from the run's partitions a parquet row group at a time: memory holds one row group and the
+held-out rows' labels, scores and slice values, not the window. The champion is pinned by version number before scoring, so the
 verdict names exactly the model it was compared with.
 """
 
@@ -40,14 +41,64 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, max_fpr: float = 0.01) -> dict[
 
 
 def _slice_masks(frame: Any, y: np.ndarray, slices: list[str]):
-    """(key, mask, positives, scorable) for each value of each slice column."""
+    """(key, mask, positives, scorable) for each value of each slice column (categorical columns,
+    as ``HoldoutScores`` keeps them, or any other dtype)."""
+    import pandas as pd
+
     for col in slices:
-        values = frame[col].astype("string").fillna("<null>").to_numpy()
-        for value in sorted(set(values)):
-            mask = values == value
+        column = frame[col]
+        if not isinstance(column.dtype, pd.CategoricalDtype):
+            column = column.astype("string").fillna("<null>").astype("category")
+        codes = column.cat.codes.to_numpy()
+        for value in sorted(column.cat.categories):
+            mask = codes == column.cat.categories.get_loc(value)
+            if not mask.any():
+                continue
             positives = int(y[mask].sum())
             scorable = MIN_SLICE_POSITIVES <= positives < mask.sum()
             yield f"{col}={value}", mask, positives, scorable
+
+
+class HoldoutScores:
+    """The held-out rows of a window, scored a row group at a time: only labels, scores and the
+    slice columns (as category codes) stay in memory, never the rows' features."""
+
+    def __init__(self, slices: list[str]) -> None:
+        self.slices = slices
+        self.labels: list[np.ndarray] = []
+        self.scores: dict[str, list[np.ndarray]] = {}
+        self._codes: dict[str, list[np.ndarray]] = {c: [] for c in slices}
+        self._values: dict[str, dict[str, int]] = {c: {} for c in slices}
+
+    def add(self, rows: Any, y: np.ndarray, scores: dict[str, np.ndarray]) -> None:
+        self.labels.append(y)
+        for name, p in scores.items():
+            self.scores.setdefault(name, []).append(np.asarray(p, dtype=np.float64).reshape(-1))
+        for col in self.slices:
+            values = rows[col].astype("string").fillna("<null>").to_numpy()
+            uniques, inverse = np.unique(values.astype(str), return_inverse=True)
+            known = self._values[col]
+            lookup = np.array([known.setdefault(v, len(known)) for v in uniques], dtype=np.int32)
+            self._codes[col].append(lookup[inverse].reshape(-1))
+
+    def y(self) -> np.ndarray:
+        return np.concatenate(self.labels) if self.labels else np.zeros(0, dtype=np.int64)
+
+    def p(self, name: str) -> np.ndarray:
+        return np.concatenate(self.scores[name]) if self.scores.get(name) else np.zeros(0)
+
+    def slice_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                col: pd.Categorical.from_codes(
+                    np.concatenate(self._codes[col]) if self._codes[col] else np.zeros(0, dtype=np.int32),
+                    categories=list(self._values[col]),
+                )
+                for col in self.slices
+            }
+        )
 
 
 def skipped_slices(frame: Any, y: np.ndarray, slices: list[str]) -> dict[str, int]:
@@ -75,28 +126,56 @@ def run_evaluation(
     result_path: Path | None,
 ) -> dict[str, Any]:
     import mlflow
+    import pandas as pd
 
     from include.mlops.dataset import load_dataset_config, parse_date
     from include.mlops.files import write_json_atomic
     from include.mlops.tracking import get_alias
+    from include.mlops.trainer.shards import plan_shards, read_pieces
 
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     dataset = load_dataset_config(dataset_config)
-    frame = dataset.read_partitions(lake, [parse_date(p) for p in partitions])
-    holdout = frame[dataset.holdout_mask(frame[dataset.id_column].to_numpy())].reset_index(drop=True)
-    y = dataset.binary_labels(holdout)  # LabelError names any value that is neither positive nor negative
+    files = [f for day in (parse_date(p) for p in partitions) for f in dataset.partition_files(lake, day)]
+    pieces = plan_shards(files, 1)[0]
+    # The held-out labels first (two columns read): a value that is neither class fails, counted
+    # over the whole holdout, before any model loads.
+    dataset.binary_labels(
+        pd.concat(
+            [
+                frame[dataset.label_column][dataset.holdout_mask(frame[dataset.id_column].to_numpy())]
+                for frame in read_pieces(pieces, [dataset.id_column, dataset.label_column])
+            ],
+            ignore_index=True,
+        )
+    )
+    # Pinned before scoring, so the verdict names exactly the model it was compared with.
+    champion = get_alias(client, dataset.registered_model, "champion")
+    champion_uri = f"models:/{dataset.registered_model}/{champion.version}" if champion is not None else None
+    models = {"candidate": mlflow.pyfunc.load_model(candidate_uri)}
+    if champion_uri:
+        models["champion"] = mlflow.pyfunc.load_model(champion_uri)
+    slices = list(dataset.slices)
+    held = HoldoutScores(slices)
+    columns = list(dict.fromkeys([dataset.id_column, *dataset.feature_columns, dataset.label_column, *slices]))
+    for frame in read_pieces(pieces, columns):  # a row group at a time
+        rows = frame[dataset.holdout_mask(frame[dataset.id_column].to_numpy())]
+        if not len(rows):
+            continue
+        y = dataset.binary_labels(rows)  # LabelError names any value that is neither positive nor negative
+        features = rows[dataset.feature_columns]
+        held.add(rows, y, {name: model.predict(features) for name, model in models.items()})
+    y = held.y()
     if y.sum() == 0:
         raise ValueError(
             f"held-out rows of {partitions} contain no positive label "
             f"({dataset.label_column} = {dataset.label_positive!r}); cannot score"
         )
 
-    features = holdout[dataset.feature_columns]
-    candidate = mlflow.pyfunc.load_model(candidate_uri)
-    cand_p = np.asarray(candidate.predict(features)).reshape(-1)
+    holdout = held.slice_frame()
+    cand_p = held.p("candidate")
     result: dict[str, Any] = {
         "dataset": dataset.name,
         "partitions": partitions,
@@ -106,22 +185,19 @@ def run_evaluation(
             "model_uri": candidate_uri,
             "run_id": candidate_run_id,
             "metrics": binary_metrics(y, cand_p),
-            "slices": slice_metrics(holdout, y, cand_p, list(dataset.slices)),
-            "slices_skipped": skipped_slices(holdout, y, list(dataset.slices)),
+            "slices": slice_metrics(holdout, y, cand_p, slices),
+            "slices_skipped": skipped_slices(holdout, y, slices),
         },
         "champion": None,
     }
-
-    champion = get_alias(client, dataset.registered_model, "champion")
     if champion is not None:
-        champ_model = mlflow.pyfunc.load_model(f"models:/{dataset.registered_model}/{champion.version}")
-        champ_p = np.asarray(champ_model.predict(features)).reshape(-1)
+        champ_p = held.p("champion")
         result["champion"] = {
             "version": str(champion.version),
             "run_id": champion.run_id,
-            "model_uri": f"models:/{dataset.registered_model}/{champion.version}",
+            "model_uri": champion_uri,
             "metrics": binary_metrics(y, champ_p),
-            "slices": slice_metrics(holdout, y, champ_p, list(dataset.slices)),
+            "slices": slice_metrics(holdout, y, champ_p, slices),
         }
 
     if candidate_run_id:
