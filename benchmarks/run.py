@@ -34,6 +34,8 @@ TARGETS = {
     "orchestration_overhead_ratio": ("<", 1.25),
     "horovod_scaling_efficiency_cpu": (">=", 0.85),
     "horovod_default_vs_one_rank_wall_ratio": ("<=", 1.1),
+    "trainer_peak_mib_per_rank_5m": ("<", 3072),
+    "trainer_throughput_vs_in_memory_ratio": (">=", 0.9),
     "validation_vs_pandas_ratio": ("<=", 3.0),
     "validation_peak_mib": ("<", 2048),
     "quality_vs_optimal_ratio": (">=", 0.95),
@@ -238,6 +240,92 @@ def bench_default_ranks(lake: Path, trainer_venv: Path, repeats: int, days: list
         "horovod_one_rank_examples_per_second": summary(speed["1"]),
         "horovod_two_ranks_examples_per_second": summary(speed["2"]),
     }
+
+
+def _train_ranks(lake: Path, trainer_venv: Path, days: list[str], out: Path, ranks: int, *extra: str) -> dict:
+    """One training job as the local launcher runs it; its result and every rank's digest
+    (rows, steps, bytes read, peak RSS) from MLOPS_TRAINER_DIGEST_DIR."""
+    from include.mlops.launcher import JobSpec, run_local
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    env = {
+        "MLOPS_LAKE": str(lake),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db",
+        "MLOPS_MLFLOW_ARTIFACT_ROOT": str(out / "artifacts"),
+        "MLOPS_EXPERIMENT": "bench-trainer-data",
+        "MLOPS_TRAINER_DIGEST_DIR": str(out / "digests"),
+    }
+    args = (
+        "--dataset-config", "datasets/card_fraud.yaml",
+        "--partitions", ",".join(days),
+        "--patience", "0",
+        "--no-log-model",
+        "--bind-cores",
+        "--result-path", str(out / "train.json"),
+        *extra,
+    )  # fmt: skip
+    result = run_local(
+        JobSpec(job="train", num_proc=ranks, args=args),
+        trainer_venv=trainer_venv,
+        project_root=ROOT,
+        result_path=out / "train.json",
+        extra_env=env,
+    )
+    result["ranks"] = [json.loads((out / "digests" / f"rank-{r}.json").read_text()) for r in range(ranks)]
+    return result
+
+
+def bench_trainer_data(bench: Path, trainer_venv: Path, repeats: int, quick: bool) -> dict[str, Any]:
+    """Trainer memory and bytes read per rank on big windows (2 ranks, each shard streamed), and
+    the cost of streaming against keeping a small shard in memory."""
+    from include.mlops.datagen import write_day
+
+    figures: dict[str, Any] = {}
+    sizes = {"1m": 1_000_000} if quick else {"1m": 1_000_000, "5m": 5_000_000}
+    for key, rows in sizes.items():
+        lake = bench / f"trainer-lake-{key}"
+        days = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(3)]
+        for d in days:
+            if not (lake / "transactions" / f"date={d.isoformat()}").exists():
+                write_day(lake, d, rows, files=max(1, rows // 500_000))
+        peaks, fractions = [], []
+        for _ in range(repeats if key == "1m" else max(1, repeats - 1)):
+            # One epoch of 200 steps: the scan reads the whole shard, then the stream fills its
+            # buffer; what memory holds does not change after that.
+            r = _train_ranks(
+                lake, trainer_venv, [d.isoformat() for d in days], bench / "trainer-data", 2,
+                "--epochs", "1", "--max-steps-per-epoch", "200",
+            )  # fmt: skip
+            peaks.append(max(d["peak_rss_mib"] for d in r["ranks"]))
+            fractions.append(max(d["bytes_read"] / d["window_bytes"] for d in r["ranks"]))
+            log(
+                f"trainer 3 x {rows}: peak RSS per rank {[round(d['peak_rss_mib']) for d in r['ranks']]} MiB, "
+                f"read {[round(d['bytes_read'] / d['window_bytes'], 3) for d in r['ranks']]} of the window, "
+                f"in memory {[d['in_memory'] for d in r['ranks']]}"
+            )
+        figures[f"trainer_peak_mib_per_rank_{key}"] = summary(peaks)
+        if key == max(sizes, key=sizes.get):
+            figures["trainer_read_fraction_per_rank"] = summary(fractions)
+        shutil.rmtree(lake, ignore_errors=True)
+
+    lake = bench / "scaling" / "lake-3x100k"
+    days = [dt.date(2026, 2, 1) + dt.timedelta(days=i) for i in range(3)]
+    for d in days:
+        write_day(lake, d, 100_000)
+    ratios = []
+    for _ in range(repeats):
+        speed = {}
+        for mode, extra in (("in memory", ()), ("streamed", ("--memory-rows", "50000"))):
+            r = _train_ranks(
+                lake, trainer_venv, [d.isoformat() for d in days], bench / "trainer-data", 1, "--epochs", "3", *extra
+            )
+            assert r["ranks"][0]["in_memory"] == (mode == "in memory"), r["ranks"]
+            speed[mode] = r["examples_per_sec"]
+        ratios.append(speed["streamed"] / speed["in memory"])
+        log(f"trainer 3 x 100k, 1 rank: in memory {speed['in memory']:.0f}/s, streamed {speed['streamed']:.0f}/s")
+    figures["trainer_throughput_vs_in_memory_ratio"] = summary(ratios)
+    return figures
 
 
 # 4. Validation cost ---------------------------------------------------------------------
@@ -451,7 +539,9 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and rows (a smoke run)")
-    parser.add_argument("--only", nargs="*", default=None, help="parse overhead scaling ranks validation quality demo")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="parse overhead scaling ranks trainer validation quality demo"
+    )
     args = parser.parse_args(argv)
     from include.mlops.settings import get_settings
 
@@ -460,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer_venv = settings.trainer_venv
     repeats = 2 if args.quick else 3
     t0 = time.perf_counter()
-    only = set(args.only or ["parse", "demo", "quality", "overhead", "scaling", "ranks", "validation"])
+    only = set(args.only or ["parse", "demo", "quality", "overhead", "scaling", "ranks", "trainer", "validation"])
     for sub in ("demo-home", "stack-home", "scaling", "validation-lake"):
         shutil.rmtree(bench / sub, ignore_errors=True)
     bench.mkdir(parents=True, exist_ok=True)
@@ -498,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
             figures.update(
                 bench_default_ranks(lake, trainer_venv, repeats, [d.isoformat() for d in days], bench / "scaling")
             )
+    if "trainer" in only:
+        log("trainer data: memory and bytes per rank on big windows, streaming against in memory")
+        figures.update(bench_trainer_data(bench, trainer_venv, repeats, args.quick))
     if "validation" in only:
         from include.mlops.datagen import write_day
 

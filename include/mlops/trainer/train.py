@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -207,7 +208,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     from include.mlops.dataset import LabelError, load_dataset_config, parse_date
     from include.mlops.trainer.model import build_network, feature_spec
     from include.mlops.trainer.scoring import keras_name, predict_proba
-    from include.mlops.trainer.shards import ShardFeed, plan_shards
+    from include.mlops.trainer.shards import ShardFeed, bytes_to_read, plan_shards
     from include.mlops.trainer.stopping import EarlyStopping, batch_per_rank
 
     hvd.init()
@@ -450,6 +451,10 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
                     "weights_sha256": h.hexdigest(),
                     "rows": shard.fit_rows,
                     "steps": steps,
+                    "in_memory": shard.in_memory,
+                    "bytes_read": bytes_to_read(pieces, shard.columns),
+                    "window_bytes": bytes_to_read(plan_shards(files, 1)[0], shard.columns),
+                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                     "thread_cpus": sorted(set().union(*_thread_affinities())),
                 }
             )
