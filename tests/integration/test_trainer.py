@@ -21,6 +21,17 @@ pytestmark = pytest.mark.trainer
 DAYS = [DAY0, DAY0 + dt.timedelta(days=1)]
 
 
+def trainer_env(home, lake) -> dict[str, str]:
+    """What the local launcher gives a trainer job, in ``home``; ranks write digests there."""
+    return {
+        "MLOPS_LAKE": str(lake),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
+        "MLOPS_MLFLOW_ARTIFACT_ROOT": str(home / "artifacts"),
+        "MLOPS_EXPERIMENT": "trainer-test",
+        "MLOPS_TRAINER_DIGEST_DIR": str(home / "digests"),
+    }
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     home = tmp_path_factory.mktemp("trainer_home")
@@ -33,13 +44,7 @@ def trained(tmp_path_factory):
         df.astype({c: "int32" for c in df.columns if pd.api.types.is_integer_dtype(df[c])}).to_parquet(
             path, index=False
         )
-    env = {
-        "MLOPS_LAKE": str(lake),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
-        "MLOPS_MLFLOW_ARTIFACT_ROOT": str(home / "artifacts"),
-        "MLOPS_EXPERIMENT": "trainer-test",
-        "MLOPS_TRAINER_DIGEST_DIR": str(home / "digests"),
-    }
+    env = trainer_env(home, lake)
     args = (
         "--dataset-config", "datasets/card_fraud.yaml",
         "--partitions", ",".join(d.isoformat() for d in DAYS),
@@ -324,13 +329,7 @@ def test_three_ranks_streaming_uneven_files_take_equal_steps_and_stay_in_sync(tm
     lake = tmp_path / "lake"
     write_day(lake, DAYS[0], 4000, files=3, row_group_rows=600)
     write_day(lake, DAYS[1], 2500)
-    env = {
-        "MLOPS_LAKE": str(lake),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
-        "MLOPS_MLFLOW_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
-        "MLOPS_EXPERIMENT": "trainer-test",
-        "MLOPS_TRAINER_DIGEST_DIR": str(tmp_path / "digests"),
-    }
+    env = trainer_env(tmp_path, lake)
     args = (
         "--dataset-config", "datasets/card_fraud.yaml",
         "--partitions", ",".join(d.isoformat() for d in DAYS),
