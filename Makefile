@@ -98,8 +98,8 @@ demo: env trainer-env docs-assets
 
 # Three workers (pytest-xdist), each taking whole test files in conftest's longest-first order
 # (--no-loadscope-reorder keeps it): the end-to-end modules spend much of their time waiting
-# (task scheduling, pods, retry delays). About 25 minutes on 2 cores, the README's backfill
-# module (eleven pipeline runs, five of them one after another) the longest.
+# (task scheduling, pods, retry delays). About 15 minutes on 2 cores (a fresh clone, 902 s),
+# the README's backfill module (eleven pipeline runs, five of them one after another) the longest.
 test: env trainer-env lint-env postgres-server browser docs-assets
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder
