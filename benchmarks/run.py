@@ -122,15 +122,20 @@ def bench_overhead(home: Path, trainer_venv: Path, repeats: int, rows: int) -> d
 # 3. Horovod scaling ---------------------------------------------------------------------
 
 
-def bench_scaling(lake: Path, trainer_venv: Path, repeats: int, days: list[str], out: Path) -> dict[str, Any]:
-    from include.mlops.launcher import JobSpec, run_local
-
-    env = {
+def _trainer_env(lake: Path, out: Path, experiment: str) -> dict[str, str]:
+    """What a trainer job run by the bench needs: the lake, and an MLflow store of its own in ``out``."""
+    return {
         "MLOPS_LAKE": str(lake),
         "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db",
         "MLOPS_MLFLOW_ARTIFACT_ROOT": str(out / "artifacts"),
-        "MLOPS_EXPERIMENT": "bench-scaling",
+        "MLOPS_EXPERIMENT": experiment,
     }
+
+
+def bench_scaling(lake: Path, trainer_venv: Path, repeats: int, days: list[str], out: Path) -> dict[str, Any]:
+    from include.mlops.launcher import JobSpec, run_local
+
+    env = _trainer_env(lake, out, "bench-scaling")
     throughput: dict[int, list[float]] = {1: [], 2: []}
     efficiency = []
     for i in range(repeats):
@@ -183,12 +188,7 @@ def bench_default_ranks(lake: Path, trainer_venv: Path, repeats: int, days: list
     from include.mlops.pipeline import RunRef, train_job_spec, training_ranks
     from include.mlops.settings import get_settings
 
-    env = {
-        "MLOPS_LAKE": str(lake),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db",
-        "MLOPS_MLFLOW_ARTIFACT_ROOT": str(out / "artifacts"),
-        "MLOPS_EXPERIMENT": "bench-default-ranks",
-    }
+    env = _trainer_env(lake, out, "bench-default-ranks")
     dag = DagBag(dag_folder=str(ROOT / "dags")).dags["fraud_model_pipeline"]
     defaults = {name: dag.params[name] for name in dag.params}
     settings = get_settings()
@@ -249,13 +249,7 @@ def _train_ranks(lake: Path, trainer_venv: Path, days: list[str], out: Path, ran
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    env = {
-        "MLOPS_LAKE": str(lake),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db",
-        "MLOPS_MLFLOW_ARTIFACT_ROOT": str(out / "artifacts"),
-        "MLOPS_EXPERIMENT": "bench-trainer-data",
-        "MLOPS_TRAINER_DIGEST_DIR": str(out / "digests"),
-    }
+    env = {**_trainer_env(lake, out, "bench-trainer-data"), "MLOPS_TRAINER_DIGEST_DIR": str(out / "digests")}
     args = (
         "--dataset-config", "datasets/card_fraud.yaml",
         "--partitions", ",".join(days),

@@ -79,12 +79,10 @@ def read_piece(piece: Piece, columns: Sequence[str]) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def read_pieces(
-    pieces: Sequence[Piece], columns: Sequence[str], order: Sequence[int] | None = None
-) -> Iterator[pd.DataFrame]:
-    """The pieces one at a time (in ``order`` when given): memory holds one row group."""
-    for i in order if order is not None else range(len(pieces)):
-        yield read_piece(pieces[i], columns)
+def read_pieces(pieces: Sequence[Piece], columns: Sequence[str]) -> Iterator[pd.DataFrame]:
+    """The pieces one at a time, in order: memory holds one row group."""
+    for piece in pieces:
+        yield read_piece(piece, columns)
 
 
 def bytes_to_read(pieces: Sequence[Piece], columns: Sequence[str]) -> int:
