@@ -172,13 +172,17 @@ class DatasetConfig:
         else:
             column = pd.Series(data)
         counts = column.value_counts(dropna=False, sort=True)
+        return column, counts, self.label_problem_in_counts(counts)
+
+    def label_problem_in_counts(self, counts: pd.Series) -> str | None:
+        """``label_problem`` from the label column's value counts (most frequent first)."""
         unmapped = [
             (value, int(n))
             for value, n in counts.items()
             if n and not (_label_equals(value, self.label_positive) or _label_equals(value, self.label_negative))
         ]
         if not unmapped:
-            return column, counts, None
+            return None
         shown = ", ".join(
             f"{_show_value(v)} ({n} row{'' if n == 1 else 's'})" for v, n in unmapped[:_MAX_LISTED_VALUES]
         )
@@ -197,7 +201,7 @@ class DatasetConfig:
                 f"{_type_word(_plain(lookalike))}: write label.positive/negative with the column's type, "
                 "quoted for strings)"
             )
-        return column, counts, message
+        return message
 
 
 def _is_null(value: Any) -> bool:

@@ -6,7 +6,7 @@ loads a suite.
 
 from __future__ import annotations
 
-from great_expectations.execution_engine import PandasExecutionEngine
+from great_expectations.execution_engine import PandasExecutionEngine, SqlAlchemyExecutionEngine
 from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.metrics.map_metric_provider import (
     ColumnMapMetricProvider,
@@ -25,6 +25,12 @@ class ColumnValuesContainNoCardNumbers(ColumnMapMetricProvider):
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column, letters_may_touch=True, **kwargs):
         return ~column.map(lambda v: contains_card_number(v, letters_may_touch)).astype(bool)
+
+    @column_condition_partial(engine=SqlAlchemyExecutionEngine)
+    def _sqlalchemy(cls, column, letters_may_touch=True, **kwargs):
+        from include.mlops.gx_duckdb import card_number_condition  # DuckDB only: the check is a function it holds
+
+        return card_number_condition(column, letters_may_touch)
 
 
 class ExpectColumnValuesToContainNoCardNumbers(ColumnMapExpectation):

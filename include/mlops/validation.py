@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.mlops.dataset import DatasetConfig, partitions_sha256
 from include.mlops.files import exclusive_file_lock, write_json_atomic
+from include.mlops.settings import env_number
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,6 +84,7 @@ class PartitionValidation:
     validated_at: str = ""
     airflow_run_id: str | None = None
     reused: bool = False
+    engine: str | None = None  # "pandas" (in memory) or "duckdb" (out of core); None before the suite ran
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,14 +157,24 @@ def partition_parameters(day: dt.date, now: dt.datetime | None = None) -> dict[s
     return {"partition_start": start, "partition_end": min(start + pd.Timedelta(days=1), now_ts)}
 
 
+# Schema facts named as pandas dtypes: on the out-of-core engine they are checked through GX's
+# pandas engine on the partition's empty frame (the same dtypes a full read gives).
+TYPE_EXPECTATIONS = ("expect_column_values_to_be_of_type", "expect_column_values_to_be_in_type_list")
+
+
 def run_suite(
-    df: pd.DataFrame,
+    data: pd.DataFrame | list[Path],
     suite_json: dict[str, Any],
     gx_root: Path,
     run_name: str,
     parameters: dict[str, Any] | None = None,
 ) -> tuple[bool, str, int, list[FailedExpectation], str | None]:
-    """Validate a DataFrame with GX; returns (success, result id, evaluated, failures, docs)."""
+    """Validate with GX; returns (success, result id, evaluated, failures, docs).
+
+    `data` is a DataFrame (GX's pandas engine) or a partition's parquet files (GX's SQL engine
+    over DuckDB, out of core: ``include.mlops.gx_duckdb``; the type expectations then run on the
+    pandas engine over the empty frame of the files' schema, in a second validation of the run).
+    """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
@@ -172,73 +184,118 @@ def run_suite(
     from include.mlops.gx_data_docs import configure_sites
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    name = suite_json["name"]
+    if isinstance(data, list):
+        kinds = [e for e in suite_json["expectations"] if e.get("type") in TYPE_EXPECTATIONS]
+        rows = [e for e in suite_json["expectations"] if e.get("type") not in TYPE_EXPECTATIONS]
+        parts = [("rows", name, rows, data), ("types", f"{name}.types", kinds, _empty_frame(data))]
+    else:
+        parts = [("frame", name, suite_json["expectations"], data)]
     # One GX file context per MLOPS_HOME, shared by every run: the suite, validation definition
     # and checkpoint are saved by name, so concurrent runs (a backfill) take turns here.
     with exclusive_file_lock(Path(gx_root) / ".context.lock", timeout=GX_LOCK_TIMEOUT_SECONDS):
         context = gx.get_context(mode="file", project_root_dir=str(gx_root))
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         docs_sites = configure_sites(context)
-        name = suite_json["name"]
-        suite = context.suites.add_or_update(
-            gx.ExpectationSuite(
-                name=name,
-                expectations=suite_json["expectations"],
-                notes=suite_json.get("notes"),
-                meta=suite_json.get("meta"),
-            )
-        )
-        source = context.data_sources.add_or_update_pandas("lake")
-        try:
-            asset = source.get_asset(name)
-        except LookupError:
-            asset = source.add_dataframe_asset(name)
-        try:
-            batch = asset.get_batch_definition("partition")
-        except KeyError:
-            batch = asset.add_batch_definition_whole_dataframe("partition")
-        definition = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=f"{name}-partition", data=batch, suite=suite)
-        )
-        checkpoint = context.checkpoints.add_or_update(
-            gx.Checkpoint(
-                name=f"{name}-checkpoint",
-                validation_definitions=[definition],
-                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-                result_format=RESULT_FORMAT,
-            )
-        )
         built_after_ns = time.time_ns() - 2_000_000_000  # margin for coarse file-system clocks
-        result = checkpoint.run(
-            batch_parameters={"dataframe": df},
-            expectation_parameters=parameters or {},
-            run_id=RunIdentifier(run_name=run_name),
-        )
-        for site in docs_sites:
-            _localize_docs(site, built_after_ns)
-        ((key, suite_result),) = result.run_results.items()
-        failures = []
-        for er in suite_result.results:
-            if er.success:
+        outcomes = []
+        run_id = RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC))  # one for both parts
+        for kind, suite_name, expectations, source in parts:
+            if not expectations:
                 continue
-            cfg = er.expectation_config
-            res = er.result or {}
-            exc = (er.exception_info or {}).get("exception_message") if er.exception_info else None
-            failures.append(
-                FailedExpectation(
-                    expectation=cfg.type,
-                    column=cfg.kwargs.get("column"),
-                    unexpected_count=res.get("unexpected_count"),
-                    element_count=res.get("element_count"),
-                    observed_value=_jsonable(res.get("observed_value")),
-                    error=exc,
+            suite = context.suites.add_or_update(
+                gx.ExpectationSuite(
+                    name=suite_name,
+                    expectations=expectations,
+                    notes=suite_json.get("notes"),
+                    meta=suite_json.get("meta"),
                 )
             )
+            if kind == "rows":
+                batch, batch_parameters = _duckdb_batch(context, suite_name, source, Path(gx_root))
+            else:
+                batch, batch_parameters = _pandas_batch(context, suite_name), {"dataframe": source}
+            definition = context.validation_definitions.add_or_update(
+                gx.ValidationDefinition(name=f"{suite_name}-partition", data=batch, suite=suite)
+            )
+            checkpoint = context.checkpoints.add_or_update(
+                gx.Checkpoint(
+                    name=f"{suite_name}-checkpoint",
+                    validation_definitions=[definition],
+                    actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+                    result_format=RESULT_FORMAT,
+                )
+            )
+            result = checkpoint.run(
+                batch_parameters=batch_parameters,
+                expectation_parameters=parameters or {},
+                run_id=run_id,
+            )
+            outcomes.append(next(iter(result.run_results.items())))
+        for site in docs_sites:
+            _localize_docs(site, built_after_ns)
+        failures = [_failure(er) for _, r in outcomes for er in r.results if not er.success]
+        key = outcomes[0][0]  # the rows' validation (its page links the run); the types' is beside it
         docs = None
         sites = context.get_docs_sites_urls(resource_identifier=key)
         if sites:
             docs = sites[0]["site_url"]
         result_id = str(key).split("::", 1)[-1]
-        return bool(suite_result.success), result_id, len(suite_result.results), failures, docs
+        success = all(bool(r.success) for _, r in outcomes)
+        return success, result_id, sum(len(r.results) for _, r in outcomes), failures, docs
+
+
+def _failure(er: Any) -> FailedExpectation:
+    cfg = er.expectation_config
+    res = er.result or {}
+    exc = (er.exception_info or {}).get("exception_message") if er.exception_info else None
+    return FailedExpectation(
+        expectation=cfg.type,
+        column=cfg.kwargs.get("column"),
+        unexpected_count=res.get("unexpected_count"),
+        element_count=res.get("element_count"),
+        observed_value=_jsonable(res.get("observed_value")),
+        error=exc,
+    )
+
+
+def _pandas_batch(context: Any, asset_name: str) -> Any:
+    source = context.data_sources.add_or_update_pandas("lake")
+    try:
+        asset = source.get_asset(asset_name)
+    except LookupError:
+        asset = source.add_dataframe_asset(asset_name)
+    try:
+        return asset.get_batch_definition("partition")
+    except KeyError:
+        return asset.add_batch_definition_whole_dataframe("partition")
+
+
+def _duckdb_batch(context: Any, asset_name: str, files: list[Path], gx_root: Path) -> tuple[Any, dict]:
+    """The partition's files as one table of GX's SQL engine, scanned by DuckDB out of core."""
+    from include.mlops.gx_duckdb import DRIVER, duckdb_config
+
+    scratch = gx_root / "uncommitted" / "duckdb"
+    scratch.mkdir(parents=True, exist_ok=True)
+    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    source = context.data_sources.add_or_update_sql(
+        "lake_out_of_core",
+        connection_string=f"{DRIVER}:///:memory:",
+        kwargs={"connect_args": {"config": duckdb_config(scratch)}},
+    )
+    for asset in list(source.assets):
+        source.delete_asset(asset.name)
+    asset = source.add_query_asset(
+        asset_name, query=f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false)"
+    )
+    return asset.add_batch_definition_whole_table("partition"), {}
+
+
+def _empty_frame(files: list[Path]) -> pd.DataFrame:
+    """The frame a full read of `files` would give, without its rows (same columns and dtypes)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(files[0]).empty_table().to_pandas()
 
 
 def _localize_docs(site: Path, built_after_ns: int) -> None:
@@ -330,6 +387,40 @@ def check_files(files: list[Path], expected: set[str] | None) -> tuple[int, list
     return len(files) * (3 if len(files) > 1 else 2), failures
 
 
+def partition_rows(files: list[Path]) -> int:
+    """Rows in a partition's files, from their footers."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+
+
+def in_memory_rows() -> int:
+    """Partitions up to this many rows are validated in memory (pandas), bigger ones out of core.
+
+    ``MLOPS_VALIDATION_IN_MEMORY_ROWS``, default 1,000,000: about 1 GiB of peak memory in pandas.
+    """
+    return int(env_number("MLOPS_VALIDATION_IN_MEMORY_ROWS", "1000000"))
+
+
+def label_problem_out_of_core(cfg: DatasetConfig, files: list[Path]) -> str | None:
+    """``DatasetConfig.label_problem`` on a partition's files, from DuckDB's counts of each label."""
+    import pyarrow.parquet as pq
+
+    from include.mlops.gx_duckdb import duckdb_connection
+
+    names = pq.read_schema(files[0]).names
+    if cfg.label_column not in names:
+        return cfg.label_problem(pq.read_schema(files[0]).empty_table().to_pandas())
+    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    label = '"' + cfg.label_column.replace('"', '""') + '"'
+    with duckdb_connection() as con:
+        counts = con.execute(
+            f"SELECT {label} AS value, count(*) AS n FROM read_parquet([{listed}], hive_partitioning = false) "
+            "GROUP BY ALL ORDER BY n DESC"
+        ).df()
+    return cfg.label_problem_in_counts(counts.set_index("value")["n"])
+
+
 def validate_partition(
     cfg: DatasetConfig,
     day: dt.date,
@@ -356,7 +447,7 @@ def validate_partition(
             log.info("partition %s: reusing passing validation %s", day, previous.result_id)
             return previous
 
-    def outcome_of(success, result_id, evaluated, failures, docs) -> PartitionValidation:
+    def outcome_of(success, result_id, evaluated, failures, docs, engine=None) -> PartitionValidation:
         return PartitionValidation(
             dataset=cfg.name,
             partition=day.isoformat(),
@@ -370,6 +461,7 @@ def validate_partition(
             data_docs=docs,
             validated_at=dt.datetime.now(dt.UTC).isoformat(),
             airflow_run_id=airflow_run_id,
+            engine=engine,
         )
 
     qpath = quarantine_path(quarantine_dir, cfg.name, day)
@@ -392,9 +484,17 @@ def validate_partition(
         # The files cannot be read as one frame: the suite would only fail on symptoms.
         outcome = outcome_of(False, f"files-{sha[:16]}", checked, file_failures, None)
     else:
-        df = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+        rows = partition_rows(files)
+        if rows <= in_memory_rows():
+            data: pd.DataFrame | list[Path] = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+            label_problem = cfg.label_problem(data)
+        else:  # out of core: GX's SQL engine over DuckDB
+            data = files
+            label_problem = label_problem_out_of_core(cfg, files)
+        engine = "duckdb" if data is files else "pandas"
+        log.info("partition %s: %d rows, validated %s", day, rows, "out of core" if data is files else "in memory")
         success, result_id, evaluated, failures, docs = run_suite(
-            df,
+            data,
             suite_json,
             gx_root,
             run_name=gx_run_name(cfg.name, day, airflow_run_id),
@@ -402,11 +502,10 @@ def validate_partition(
         )
         # The dataset config's label rule, whatever the suite says: a label that does not map
         # to 0/1 would only fail later, inside training.
-        label_problem = cfg.label_problem(df)
         if label_problem:
-            failures = [*failures, FailedExpectation(LABEL_CHECK, cfg.label_column, None, len(df), error=label_problem)]
+            failures = [*failures, FailedExpectation(LABEL_CHECK, cfg.label_column, None, rows, error=label_problem)]
             success = False
-        outcome = outcome_of(success, result_id, evaluated + 1, failures, docs)
+        outcome = outcome_of(success, result_id, evaluated + 1, failures, docs, engine)
     write_json_atomic(record, outcome.to_dict())
     if outcome.success:
         log.info("partition %s passed %d expectations (%s)", day, outcome.evaluated, outcome.result_id)

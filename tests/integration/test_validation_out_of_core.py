@@ -1,0 +1,134 @@
+"""The card_fraud suite through GX's SQL engine over DuckDB (out of core) against GX's pandas
+engine (in memory): the same verdicts, failures and counts on every defect the generator makes,
+on a clean partition, and on a duplicate id spread across two files."""
+
+import datetime as dt
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from include.mlops.datagen import DEFECTS, write_day
+from include.mlops.validation import validate_partition
+from tests.conftest import DAY0, ROOT
+from tests.conftest import validation_kwargs as kwargs
+
+ROWS = 20000
+
+
+def outcome(monkeypatch, cfg, home, day, engine):
+    """Validate one partition on one engine (no reuse, no quarantine carried between them)."""
+    monkeypatch.setenv("MLOPS_VALIDATION_IN_MEMORY_ROWS", "0" if engine == "duckdb" else "1000000000")
+    result = validate_partition(cfg, day, **kwargs(home), reuse=False)
+    q = home.quarantine_dir / cfg.name / f"date={day.isoformat()}" / "quarantine.json"
+    if q.exists():
+        q.unlink()
+    failures = sorted(
+        (f.expectation, f.column or "", f.unexpected_count, f.element_count, _comparable(f.observed_value), f.error)
+        for f in result.failed
+    )
+    return result, failures
+
+
+def _comparable(value):
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 9)
+    return value
+
+
+def both(monkeypatch, cfg, home, day):
+    in_memory, expected = outcome(monkeypatch, cfg, home, day, "pandas")
+    out_of_core, got = outcome(monkeypatch, cfg, home, day, "duckdb")
+    assert (out_of_core.success, got) == (in_memory.success, expected)
+    assert out_of_core.evaluated == in_memory.evaluated
+    ran = (in_memory.engine, out_of_core.engine)
+    assert ran == (("pandas", "duckdb") if in_memory.result_id[:6] not in ("files-", "quaran") else (None, None))
+    return out_of_core
+
+
+@pytest.mark.parametrize("defect", [None, *DEFECTS])
+def test_out_of_core_gives_the_same_failures_and_counts_as_pandas(card_fraud, home, monkeypatch, defect):
+    day = DAY0 + dt.timedelta(days=3)
+    write_day(home.lake, day, ROWS, defect=defect)
+    result = both(monkeypatch, card_fraud, home, day)
+    assert result.success == (defect is None)
+
+
+def test_a_duplicate_id_across_two_files_fails_unique_on_both_engines(card_fraud, home, monkeypatch):
+    day = DAY0 + dt.timedelta(days=4)
+    part = write_day(home.lake, day, ROWS, files=2, row_group_rows=3000)
+    first, second = sorted(part.glob("*.parquet"))
+    table = pq.read_table(second)
+    ids = table.column("transaction_id").to_pylist()
+    ids[-1] = pq.read_table(first).column("transaction_id")[0].as_py()  # one id, in both files
+    i = table.schema.get_field_index("transaction_id")
+    pq.write_table(table.set_column(i, table.schema.field(i), pa.array(ids, table.schema.field(i).type)), second)
+    result = both(monkeypatch, card_fraud, home, day)
+    assert [(f.expectation, f.unexpected_count) for f in result.failed] == [("expect_column_values_to_be_unique", 2)]
+    # Out of core, the type expectations (suite card_fraud.types) have a page of their own, of
+    # the same run, beside the rows' page.
+    suite = home.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "validations" / "card_fraud"
+    rows_page = max(suite.glob("card_fraud:*/*/lake_out_of_core-card_fraud.html"))
+    types_page = max((suite / "types").glob("card_fraud:*/*/*.html"))
+    assert rows_page.parent.relative_to(suite) == types_page.parent.relative_to(suite / "types")
+
+
+def probe(engine, lake, day, env):
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.probe_validation", engine, str(lake), day.isoformat()],
+        env=env, capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_multi_million_row_partition_validates_in_bounded_memory(home):
+    """Over MLOPS_VALIDATION_IN_MEMORY_ROWS (1M) a partition goes out of core on its own: its
+    process peaks under 1 GiB, and under half of what GX's pandas engine takes for it."""
+    day, rows = DAY0 + dt.timedelta(days=5), 2_000_000
+    write_day(home.lake, day, rows, files=2)
+    env = {**os.environ, "MLOPS_HOME": str(home.home)}
+    out_of_core = probe("gx", home.lake, day, env)
+    in_memory = probe("gx", home.lake, day, {**env, "MLOPS_VALIDATION_IN_MEMORY_ROWS": str(rows)})
+    assert [(r["engine"], r["success"]) for r in (out_of_core, in_memory)] == [("duckdb", True), ("pandas", True)]
+    assert out_of_core["peak_mib"] < min(1024, 0.5 * in_memory["peak_mib"]), (out_of_core, in_memory)
+
+
+def test_the_memory_limit_reaches_the_connections_gx_opens(monkeypatch):
+    import sqlalchemy as sa
+
+    from include.mlops.gx_duckdb import DRIVER, duckdb_config
+
+    monkeypatch.delenv("MLOPS_VALIDATION_MEMORY_MIB", raising=False)
+    assert duckdb_config()["memory_limit"] == "512MiB"
+    monkeypatch.setenv("MLOPS_VALIDATION_MEMORY_MIB", "256")
+    engine = sa.create_engine(f"{DRIVER}:///:memory:", connect_args={"config": duckdb_config()})
+    with engine.connect() as con:
+        assert con.exec_driver_sql("SELECT current_setting('memory_limit')").scalar() == "256.0 MiB"
+    monkeypatch.setenv("MLOPS_VALIDATION_MEMORY_MIB", "lots")
+    with pytest.raises(ValueError, match="MLOPS_VALIDATION_MEMORY_MIB must be a non-negative number, got 'lots'"):
+        duckdb_config()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["REF 4539.5887.6543.2105", "REFUNDCARD4539588765432105X", "tok_4539588765432105", "4539 5887 6543 2106",
+     "12345678901234567890123", "call 555-0100", None, ""],
+)  # fmt: skip
+@pytest.mark.parametrize("letters_may_touch", [True, False])
+def test_the_sql_card_number_check_agrees_with_the_pandas_rule(text, letters_may_touch):
+    import sqlalchemy as sa
+
+    from include.mlops.gx_duckdb import DRIVER, card_number_condition
+    from include.mlops.pii import contains_card_number
+
+    engine = sa.create_engine(f"{DRIVER}:///:memory:")
+    column = sa.literal(text, sa.String)
+    with engine.connect() as con:
+        no_card = con.execute(sa.select(card_number_condition(column, letters_may_touch))).scalar()
+    assert no_card is (not contains_card_number(text, letters_may_touch))
