@@ -1,6 +1,7 @@
 """One validation in its own process: `python -m benchmarks.probe_validation gx|pandas LAKE DATE`.
 
-Prints JSON: seconds (read + checks), rows, success, peak RSS of this process in MiB.
+Prints JSON: seconds (read + checks), rows, success, peak RSS of this process in MiB, and the
+engine that validated (GX: "pandas" in memory or "duckdb" out of core).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main() -> int:
             )
             seconds = time.perf_counter() - t0
         verdicts = {(f.expectation, f.column) for f in result.failed}
-        success, rows = result.success, None
+        success, rows, ran_on = result.success, None, result.engine
     else:
         import pandas as pd
 
@@ -51,6 +52,7 @@ def main() -> int:
         from include.mlops.validation import partition_parameters
 
         checks = run_checks(df, suite, partition_parameters(parse_date(day)))
+        ran_on = "plain pandas"
         seconds = time.perf_counter() - t0
         verdicts = {(c["type"], c["column"]) for c in checks if not c["success"]}
         success, rows = not verdicts, len(df)
@@ -62,6 +64,7 @@ def main() -> int:
                 "success": success,
                 "rows": rows,
                 "peak_mib": peak_mib,
+                "engine": ran_on,
                 "failed": sorted(map(list, verdicts)),
             }
         )

@@ -38,6 +38,11 @@ TARGETS = {
     "trainer_throughput_vs_in_memory_ratio": (">=", 0.9),
     "validation_vs_pandas_ratio": ("<=", 3.0),
     "validation_peak_mib": ("<", 2048),
+    "validation_peak_mib_20m": ("<", 1536),
+    "validation_peak_20m_vs_1m_ratio": ("<=", 1.3),
+    # No slower per row than validation of a 1M-row partition was before out-of-core validation
+    # (1.673e5 rows/s in docs/benchmarks.md at e890f7e, GX's pandas engine).
+    "validation_rows_per_second_20m": (">=", 1.673e5),
     "quality_vs_optimal_ratio": (">=", 0.95),
     "demo_seconds": ("<", 300),
 }
@@ -360,6 +365,44 @@ def bench_validation(lake: Path, day: str, repeats: int, env: dict[str, str]) ->
     }
 
 
+def bench_validation_scale(bench: Path, repeats: int, quick: bool, env: dict[str, str]) -> dict[str, Any]:
+    """Validation as the pipeline runs it at 1M, 5M and 20M rows (over 1M rows: GX's SQL engine
+    over DuckDB, out of core), and the out-of-core engine at 1M, each in its own process."""
+    from include.mlops.datagen import write_day
+
+    figures: dict[str, Any] = {}
+    sizes = {"1m": 1_000_000, "5m": 5_000_000} if quick else {"1m": 1_000_000, "5m": 5_000_000, "20m": 20_000_000}
+    day = dt.date(2026, 2, 20)
+    for key, rows in sizes.items():
+        lake = bench / f"validation-lake-{key}"
+        write_day(lake, day, rows, files=max(1, rows // 2_000_000))
+        runs = {"": env}
+        if key == "1m":  # the engine the pipeline picks at 1M, and the out-of-core one beside it
+            runs["out_of_core_"] = {**env, "MLOPS_VALIDATION_IN_MEMORY_ROWS": "0"}
+        for prefix, run_env in runs.items():
+            peaks, speeds = [], []
+            for _ in range(repeats if rows <= 5_000_000 else 1):
+                out = subprocess.run(
+                    [PY, "-m", "benchmarks.probe_validation", "gx", str(lake), day.isoformat()],
+                    env=run_env, capture_output=True, text=True, check=True, cwd=ROOT,
+                )  # fmt: skip
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                if not r["success"]:
+                    raise RuntimeError(f"validation of the clean {key} partition failed: {r['failed']}")
+                peaks.append(r["peak_mib"])
+                speeds.append(rows / r["seconds"])
+                log(f"validation {key} ({r['engine']}): {r['seconds']:.1f}s, peak {r['peak_mib']:.0f} MiB")
+            figures[f"validation_{prefix}peak_mib_{key}"] = summary(peaks)
+            if key in ("1m", "20m"):
+                figures[f"validation_{prefix}rows_per_second_{key}"] = summary(speeds)
+        shutil.rmtree(lake, ignore_errors=True)
+    if "20m" in sizes:
+        figures["validation_peak_20m_vs_1m_ratio"] = summary(
+            [p / figures["validation_peak_mib_1m"]["median"] for p in figures["validation_peak_mib_20m"]["samples"]]
+        )
+    return figures
+
+
 # 5. Model quality -----------------------------------------------------------------------
 
 QUALITY_PROBE = textwrap.dedent(
@@ -593,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
         day = dt.date(2026, 2, 10)
         write_day(bench / "validation-lake", day, rows)
         figures.update(bench_validation(bench / "validation-lake", day.isoformat(), repeats, base_env))
+        log("validation at 1M, 5M" + ("" if args.quick else " and 20M") + " rows, as the pipeline picks its engine")
+        figures.update(bench_validation_scale(bench, repeats, args.quick, base_env))
 
     for key, fig in figures.items():
         if key.endswith(("_ratio", "_efficiency_cpu")) and isinstance(fig, dict):
