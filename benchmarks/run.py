@@ -588,7 +588,13 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 2 if args.quick else 3
     t0 = time.perf_counter()
     only = set(args.only or ["parse", "demo", "quality", "overhead", "scaling", "ranks", "trainer", "validation"])
-    for sub in ("demo-home", "stack-home", "scaling", "validation-lake"):
+    for sub in (
+        "demo-home",
+        "stack-home",
+        "scaling",
+        "validation-lake",
+        *(f"validation-lake-{k}" for k in ("1m", "5m", "20m")),
+    ):
         shutil.rmtree(bench / sub, ignore_errors=True)
     bench.mkdir(parents=True, exist_ok=True)
     base_env = {**os.environ, "PYTHONPATH": str(ROOT), "AIRFLOW_HOME": str(bench / "parse-airflow-home")}
