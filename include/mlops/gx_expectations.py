@@ -13,6 +13,7 @@ from great_expectations.expectations.metrics.map_metric_provider import (
     column_condition_partial,
 )
 
+from include.mlops.gx_duckdb import card_number_condition  # also registers the dialect the out-of-core source names
 from include.mlops.pii import contains_card_number
 
 CARD_NUMBER_EXPECTATION = "expect_column_values_to_contain_no_card_numbers"
@@ -28,9 +29,7 @@ class ColumnValuesContainNoCardNumbers(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=SqlAlchemyExecutionEngine)
     def _sqlalchemy(cls, column, letters_may_touch=True, **kwargs):
-        from include.mlops.gx_duckdb import card_number_condition  # DuckDB only: the check is a function it holds
-
-        return card_number_condition(column, letters_may_touch)
+        return card_number_condition(column, letters_may_touch)  # DuckDB only: the check is a function it holds
 
 
 class ExpectColumnValuesToContainNoCardNumbers(ColumnMapExpectation):
