@@ -17,6 +17,7 @@ from include.mlops.datagen import DEFECTS, write_day
 from include.mlops.validation import validate_partition
 from tests.conftest import DAY0, ROOT
 from tests.conftest import validation_kwargs as kwargs
+from tests.integration.test_validation import _credit_default_day, snapshot
 
 ROWS = 20000
 
@@ -68,7 +69,9 @@ def test_a_duplicate_id_across_two_files_fails_unique_on_both_engines(card_fraud
     ids[-1] = pq.read_table(first).column("transaction_id")[0].as_py()  # one id, in both files
     i = table.schema.get_field_index("transaction_id")
     pq.write_table(table.set_column(i, table.schema.field(i), pa.array(ids, table.schema.field(i).type)), second)
+    before = snapshot(part)
     result = both(monkeypatch, card_fraud, home, day)
+    assert snapshot(part) == before  # read only: no byte, time stamp or file of the partition changed
     assert [(f.expectation, f.unexpected_count) for f in result.failed] == [("expect_column_values_to_be_unique", 2)]
     # Out of core, the type expectations (suite card_fraud.types) have a page of their own, of
     # the same run, beside the rows' page.
@@ -132,3 +135,19 @@ def test_the_sql_card_number_check_agrees_with_the_pandas_rule(text, letters_may
     with engine.connect() as con:
         no_card = con.execute(sa.select(card_number_condition(column, letters_may_touch))).scalar()
     assert no_card is (not contains_card_number(text, letters_may_touch))
+
+
+@pytest.mark.parametrize(
+    "labels", [["No"] * 570 + ["Yes"] * 30, ["No"] * 567 + ["Yes"] * 28 + ["yes"] * 5 + [None] * 2]
+)
+def test_the_second_dataset_and_its_label_rule_agree_on_both_engines(home, monkeypatch, labels):
+    from include.mlops.dataset import load_dataset_config
+
+    cfg = load_dataset_config(home.dataset_config_path("credit_default"))
+    _credit_default_day(home.lake, DAY0, labels)
+    result = both(monkeypatch, cfg, home, DAY0)
+    if result.success:
+        assert labels.count("Yes") == 30
+    else:
+        label = next(f for f in result.failed if f.expectation == "label_maps_to_positive_or_negative")
+        assert "'yes' (5 rows)" in label.error, label.error
