@@ -11,6 +11,8 @@ module is the small bridge, checked by ``tests/integration/test_validation_out_o
   returns a connection to the pool would drop the result GX has yet to fetch (DuckDB keeps one
   result per connection). It reflects columns with DuckDB's ``DESCRIBE`` (duckdb-engine's
   catalog query fails on SQLAlchemy 2.1).
+- Its compiler turns PostgreSQL's regex operators into DuckDB's ``regexp_matches``: the same
+  ``~`` means "matches somewhere" in PostgreSQL and "matches all of it" in DuckDB.
 - Each connection gets ``mlops_contains_card_number``, the same Python rule as the pandas
   expectation (``include.mlops.pii``), called only on values a regex finds 13+ digits in.
 
@@ -45,9 +47,22 @@ def _card_number(text: str | None, letters_may_touch: bool) -> bool:
     return contains_card_number(text, bool(letters_may_touch))
 
 
+class _ValidationCompiler(duckdb_engine.Dialect.statement_compiler):
+    """PostgreSQL's ``~`` finds a match anywhere, DuckDB's ``~`` must match the whole value: GX
+    writes regex expectations with ``~`` / ``!~`` for PostgreSQL, so they become DuckDB's
+    ``regexp_matches``, which searches (as GX's pandas engine does)."""
+
+    def visit_custom_op_binary(self, element: Any, operator: Any, **kw: Any) -> str:
+        if operator.opstring in ("~", "!~"):
+            found = f"regexp_matches({self.process(element.left, **kw)}, {self.process(element.right, **kw)})"
+            return found if operator.opstring == "~" else f"(NOT {found})"
+        return super().visit_custom_op_binary(element, operator, **kw)
+
+
 class ValidationDuckDBDialect(duckdb_engine.Dialect):
     name = "postgresql"
     supports_statement_cache = False
+    statement_compiler = _ValidationCompiler
 
     def do_begin(self, dbapi_connection: Any) -> None:
         pass

@@ -151,3 +151,22 @@ def test_the_second_dataset_and_its_label_rule_agree_on_both_engines(home, monke
     else:
         label = next(f for f in result.failed if f.expectation == "label_maps_to_positive_or_negative")
         assert "'yes' (5 rows)" in label.error, label.error
+
+
+@pytest.mark.parametrize("regex", ["[0-9a-f]{24}", "^tok_[0-9a-f]{24}$", "f{30}"])
+def test_a_regex_means_the_same_on_both_engines(home, regex):
+    """GX writes PostgreSQL's `~` (found anywhere); DuckDB's own `~` must match the whole value."""
+    import pandas as pd
+
+    from include.mlops.validation import run_suite
+
+    part = write_day(home.lake, DAY0, 2000)
+    files = sorted(part.glob("*.parquet"))
+    suite = {
+        "name": "regex_only",
+        "expectations": [{"type": "expect_column_values_to_match_regex", "kwargs": {"column": "card_token", "regex": regex}}],
+    }  # fmt: skip
+    in_memory = run_suite(pd.read_parquet(files[0]), suite, home.gx_root, "in-memory")
+    out_of_core = run_suite(files, suite, home.gx_root, "out-of-core")
+    assert in_memory[0] == out_of_core[0] == (regex != "f{30}")
+    assert [f.unexpected_count for f in in_memory[3]] == [f.unexpected_count for f in out_of_core[3]]
