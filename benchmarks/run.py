@@ -376,7 +376,7 @@ def bench_validation_scale(bench: Path, repeats: int, quick: bool, env: dict[str
     for key, rows in sizes.items():
         lake = bench / f"validation-lake-{key}"
         write_day(lake, day, rows, files=max(1, rows // 2_000_000))
-        runs = {"": env}
+        runs = {"": {k: v for k, v in env.items() if k != "MLOPS_VALIDATION_IN_MEMORY_ROWS"}}
         if key == "1m":  # the engine the pipeline picks at 1M, and the out-of-core one beside it
             runs["out_of_core_"] = {**env, "MLOPS_VALIDATION_IN_MEMORY_ROWS": "0"}
         for prefix, run_env in runs.items():
@@ -387,6 +387,9 @@ def bench_validation_scale(bench: Path, repeats: int, quick: bool, env: dict[str
                     env=run_env, capture_output=True, text=True, check=True, cwd=ROOT,
                 )  # fmt: skip
                 r = json.loads(out.stdout.strip().splitlines()[-1])
+                expected = "pandas" if prefix == "" and rows <= 1_000_000 else "duckdb"
+                if r["engine"] != expected:  # an inherited MLOPS_VALIDATION_IN_MEMORY_ROWS would mislabel the figure
+                    raise RuntimeError(f"validation {key} ran on {r['engine']}, not {expected}")
                 if not r["success"]:
                     raise RuntimeError(f"validation of the clean {key} partition failed: {r['failed']}")
                 peaks.append(r["peak_mib"])
