@@ -174,20 +174,24 @@ class DatasetConfig:
         counts = column.value_counts(dropna=False, sort=True)
         return column, counts, self.label_problem_in_counts(counts)
 
-    def label_problem_in_counts(self, counts: pd.Series) -> str | None:
-        """``label_problem`` from the label column's value counts (most frequent first)."""
+    def label_problem_in_counts(self, counts: pd.Series, values_left_out: int = 0) -> str | None:
+        """``label_problem`` from the label column's value counts (most frequent first).
+
+        `values_left_out`: distinct values beyond those in `counts` (a column far from binary,
+        counted but not listed); each counts as a value that does not map.
+        """
         unmapped = [
             (value, int(n))
             for value, n in counts.items()
             if n and not (_label_equals(value, self.label_positive) or _label_equals(value, self.label_negative))
         ]
-        if not unmapped:
+        if not unmapped and not values_left_out:
             return None
         shown = ", ".join(
             f"{_show_value(v)} ({n} row{'' if n == 1 else 's'})" for v, n in unmapped[:_MAX_LISTED_VALUES]
         )
-        if len(unmapped) > _MAX_LISTED_VALUES:
-            shown += f", and {len(unmapped) - _MAX_LISTED_VALUES} more values"
+        if len(unmapped) + values_left_out > _MAX_LISTED_VALUES:
+            shown += f", and {len(unmapped) + values_left_out - min(len(unmapped), _MAX_LISTED_VALUES)} more values"
         message = (
             f"dataset {self.name!r}: label column {self.label_column!r} has values that are neither positive "
             f"{self.label_positive!r} nor negative {self.label_negative!r}: {shown}"

@@ -15,6 +15,7 @@ load their CSS/JS from the site itself (``include.mlops.data_docs``), show each 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -31,6 +32,8 @@ from include.mlops.files import exclusive_file_lock, write_json_atomic
 from include.mlops.settings import env_number
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -158,7 +161,7 @@ def partition_parameters(day: dt.date, now: dt.datetime | None = None) -> dict[s
 
 
 # Schema facts named as pandas dtypes: on the out-of-core engine they are checked through GX's
-# pandas engine on the partition's empty frame (the same dtypes a full read gives).
+# pandas engine on the partition's first rows (the dtypes a full read gives: _type_sample).
 TYPE_EXPECTATIONS = ("expect_column_values_to_be_of_type", "expect_column_values_to_be_in_type_list")
 
 
@@ -172,8 +175,9 @@ def run_suite(
     """Validate with GX; returns (success, result id, evaluated, failures, docs).
 
     `data` is a DataFrame (GX's pandas engine) or a partition's parquet files (GX's SQL engine
-    over DuckDB, out of core: ``include.mlops.gx_duckdb``; the type expectations then run on the
-    pandas engine over the empty frame of the files' schema, in a second validation of the run).
+    over DuckDB, out of core: ``include.mlops.gx_duckdb``; the type expectations, and comparisons
+    whose types do not line up, then run on the pandas engine over the partition's first rows,
+    in a second validation of the run: ``_checked_on_sample``).
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -186,9 +190,11 @@ def run_suite(
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     name = suite_json["name"]
     if isinstance(data, list):
-        kinds = [e for e in suite_json["expectations"] if e.get("type") in TYPE_EXPECTATIONS]
-        rows = [e for e in suite_json["expectations"] if e.get("type") not in TYPE_EXPECTATIONS]
-        parts = [("rows", name, rows, data), ("types", f"{name}.types", kinds, _empty_frame(data))]
+        schema = _schema_of(data)
+        on_sample = [_checked_on_sample(e, schema, parameters or {}) for e in suite_json["expectations"]]
+        kinds = [e for e, sample in zip(suite_json["expectations"], on_sample, strict=True) if sample]
+        rows = [e for e, sample in zip(suite_json["expectations"], on_sample, strict=True) if not sample]
+        parts = [("rows", name, rows, data), ("types", f"{name}.types", kinds, _type_sample(data))]
     else:
         parts = [("frame", name, suite_json["expectations"], data)]
     # One GX file context per MLOPS_HOME, shared by every run: the suite, validation definition
@@ -200,38 +206,15 @@ def run_suite(
         built_after_ns = time.time_ns() - 2_000_000_000  # margin for coarse file-system clocks
         outcomes = []
         run_id = RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC))  # one for both parts
-        for kind, suite_name, expectations, source in parts:
-            if not expectations:
-                continue
-            suite = context.suites.add_or_update(
-                gx.ExpectationSuite(
-                    name=suite_name,
-                    expectations=expectations,
-                    notes=suite_json.get("notes"),
-                    meta=suite_json.get("meta"),
+        with _out_of_core_scratch(Path(gx_root)) as spill:
+            for kind, suite_name, expectations, source in parts:
+                if kind == "types" and not expectations:
+                    continue
+                outcomes.append(
+                    _run_part(
+                        context, gx, kind, suite_name, expectations, source, suite_json, parameters, run_id, spill
+                    )
                 )
-            )
-            if kind == "rows":
-                batch, batch_parameters = _duckdb_batch(context, suite_name, source, Path(gx_root))
-            else:
-                batch, batch_parameters = _pandas_batch(context, suite_name), {"dataframe": source}
-            definition = context.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=f"{suite_name}-partition", data=batch, suite=suite)
-            )
-            checkpoint = context.checkpoints.add_or_update(
-                gx.Checkpoint(
-                    name=f"{suite_name}-checkpoint",
-                    validation_definitions=[definition],
-                    actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-                    result_format=RESULT_FORMAT,
-                )
-            )
-            result = checkpoint.run(
-                batch_parameters=batch_parameters,
-                expectation_parameters=parameters or {},
-                run_id=run_id,
-            )
-            outcomes.append(next(iter(result.run_results.items())))
         for site in docs_sites:
             _localize_docs(site, built_after_ns)
         failures = [_failure(er) for _, r in outcomes for er in r.results if not er.success]
@@ -243,6 +226,70 @@ def run_suite(
         result_id = str(key).split("::", 1)[-1]
         success = all(bool(r.success) for _, r in outcomes)
         return success, result_id, sum(len(r.results) for _, r in outcomes), failures, docs
+
+
+def _run_part(context, gx, kind, suite_name, expectations, source, suite_json, parameters, run_id, spill) -> Any:
+    """One checkpoint run of (part of) the suite; returns (result key, suite result)."""
+    suite = context.suites.add_or_update(
+        gx.ExpectationSuite(
+            name=suite_name, expectations=expectations, notes=suite_json.get("notes"), meta=suite_json.get("meta")
+        )
+    )
+    if kind == "rows":
+        batch, batch_parameters = _duckdb_batch(context, suite_name, source, spill), {}
+    else:
+        batch, batch_parameters = _pandas_batch(context, suite_name), {"dataframe": source}
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"{suite_name}-partition", data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"{suite_name}-checkpoint",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format=RESULT_FORMAT,
+        )
+    )
+    result = checkpoint.run(batch_parameters=batch_parameters, expectation_parameters=parameters or {}, run_id=run_id)
+    return next(iter(result.run_results.items()))
+
+
+@contextlib.contextmanager
+def _out_of_core_scratch(gx_root: Path) -> Iterator[Path]:
+    """A spill directory of this run's own; on the way out every DuckDB engine of the out-of-core
+    source is disposed (each holds a database with up to its memory limit) and the directory
+    removed. Called under the context lock, it also clears what a killed run left."""
+    import gc
+    import shutil
+    import tempfile
+
+    scratch = gx_root / "uncommitted" / "duckdb"
+    scratch.mkdir(parents=True, exist_ok=True)
+    for stale in scratch.glob("run-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    spill = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
+    try:
+        yield spill
+    finally:
+        for source in OUT_OF_CORE_SOURCES:
+            _dispose(source)
+        OUT_OF_CORE_SOURCES.clear()
+        gc.collect()  # the disposed engines' DuckDB databases go now, not at some later collection
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+OUT_OF_CORE_SOURCES: list[Any] = []  # GX SQL datasources of the run in progress (disposed at its end)
+
+
+def _dispose(source: Any) -> None:
+    for get in ("get_engine", "get_execution_engine"):
+        try:
+            made = getattr(source, get)()
+        except Exception:  # never built: nothing to dispose
+            continue
+        engine = getattr(made, "engine", made)
+        if hasattr(engine, "dispose"):
+            engine.dispose()
 
 
 def _failure(er: Any) -> FailedExpectation:
@@ -271,31 +318,70 @@ def _pandas_batch(context: Any, asset_name: str) -> Any:
         return asset.add_batch_definition_whole_dataframe("partition")
 
 
-def _duckdb_batch(context: Any, asset_name: str, files: list[Path], gx_root: Path) -> tuple[Any, dict]:
+def _duckdb_batch(context: Any, asset_name: str, files: list[Path], spill: Path) -> Any:
     """The partition's files as one table of GX's SQL engine, scanned by DuckDB out of core."""
     from include.mlops.gx_duckdb import DRIVER, duckdb_config
 
-    scratch = gx_root / "uncommitted" / "duckdb"
-    scratch.mkdir(parents=True, exist_ok=True)
     listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
     source = context.data_sources.add_or_update_sql(
         "lake_out_of_core",
         connection_string=f"{DRIVER}:///:memory:",
-        kwargs={"connect_args": {"config": duckdb_config(scratch)}},
+        kwargs={"connect_args": {"config": duckdb_config(spill)}},
     )
+    OUT_OF_CORE_SOURCES.append(source)
     for asset in list(source.assets):
         source.delete_asset(asset.name)
     asset = source.add_query_asset(
         asset_name, query=f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false)"
     )
-    return asset.add_batch_definition_whole_table("partition"), {}
+    return asset.add_batch_definition_whole_table("partition")
 
 
-def _empty_frame(files: list[Path]) -> pd.DataFrame:
-    """The frame a full read of `files` would give, without its rows (same columns and dtypes)."""
+TYPE_SAMPLE_ROWS = 1000
+
+
+def _schema_of(files: list[Path]) -> Any:
     import pyarrow.parquet as pq
 
-    return pq.read_schema(files[0]).empty_table().to_pandas()
+    return pq.read_schema(files[0])
+
+
+def _checked_on_sample(expectation: dict[str, Any], schema: Any, parameters: dict[str, Any]) -> bool:
+    """Whether an out-of-core run checks `expectation` on the partition's first rows in pandas.
+
+    The type expectations (they name pandas dtypes), and a comparison with timezone-aware
+    bounds of a column that is not a timezone-aware timestamp: pandas refuses that comparison
+    (the expectation fails, as on a full read) where DuckDB would cast the column and pass it.
+    """
+    import pyarrow as pa
+
+    if expectation.get("type") in TYPE_EXPECTATIONS:
+        return True
+    kwargs = expectation.get("kwargs", {})
+    bounds = [kwargs.get("min_value"), kwargs.get("max_value")]
+    named = [parameters.get(b["$PARAMETER"]) for b in bounds if isinstance(b, dict) and "$PARAMETER" in b]
+    if not any(getattr(v, "tzinfo", None) is not None for v in named) or kwargs.get("column") not in schema.names:
+        return False
+    kind = schema.field(kwargs["column"]).type
+    return not (pa.types.is_timestamp(kind) and kind.tz is not None)
+
+
+def _type_sample(files: list[Path]) -> pd.DataFrame:
+    """The first rows of the partition as a full read would give them (same columns and dtypes).
+
+    Most dtypes are the schema's; a column pandas holds as ``object`` (decimal, binary, date)
+    is checked value by value by GX, so it needs values: a parquet column holds one type, and
+    its first rows show it.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(files[0])
+    first = next(parquet.iter_batches(batch_size=TYPE_SAMPLE_ROWS), None)
+    table = (
+        parquet.schema_arrow.empty_table() if first is None else pa.Table.from_batches([first], parquet.schema_arrow)
+    )
+    return table.to_pandas()
 
 
 def _localize_docs(site: Path, built_after_ns: int) -> None:
@@ -413,12 +499,20 @@ def label_problem_out_of_core(cfg: DatasetConfig, files: list[Path]) -> str | No
         return cfg.label_problem(pq.read_schema(files[0]).empty_table().to_pandas())
     listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
     label = '"' + cfg.label_column.replace('"', '""') + '"'
+    source = f"read_parquet([{listed}], hive_partitioning = false)"
     with duckdb_connection() as con:
+        # The most frequent values only: a label column far from binary (an id by mistake) has
+        # millions of them, and the message lists a few.
         counts = con.execute(
-            f"SELECT {label} AS value, count(*) AS n FROM read_parquet([{listed}], hive_partitioning = false) "
-            "GROUP BY ALL ORDER BY n DESC"
+            f"SELECT {label} AS value, count(*) AS n FROM {source} GROUP BY ALL ORDER BY n DESC LIMIT {LABEL_VALUES_COUNTED}"
         ).df()
-    return cfg.label_problem_in_counts(counts.set_index("value")["n"])
+        (distinct,) = con.execute(
+            f"SELECT count(DISTINCT {label}) + coalesce(max(({label} IS NULL)::INT), 0) FROM {source}"
+        ).fetchone()
+    return cfg.label_problem_in_counts(counts.set_index("value")["n"], values_left_out=max(0, distinct - len(counts)))
+
+
+LABEL_VALUES_COUNTED = 1000
 
 
 def validate_partition(

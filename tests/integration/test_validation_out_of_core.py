@@ -170,3 +170,93 @@ def test_a_regex_means_the_same_on_both_engines(home, regex):
     out_of_core = run_suite(files, suite, home.gx_root, "out-of-core")
     assert in_memory[0] == out_of_core[0] == (regex != "f{30}")
     assert [f.unexpected_count for f in in_memory[3]] == [f.unexpected_count for f in out_of_core[3]]
+
+
+@pytest.mark.parametrize("kind", ["decimal", "binary"])
+def test_a_column_pandas_holds_as_objects_fails_its_type_on_both_engines(card_fraud, home, monkeypatch, kind):
+    """Decimal or binary amounts are `object` columns: GX checks their values, so the out-of-core
+    type check runs on the partition's first rows, not on an empty frame (which passed)."""
+    import decimal
+
+    day = DAY0 + dt.timedelta(days=6)
+    part = write_day(home.lake, day, ROWS)
+    (path,) = part.glob("*.parquet")
+    table = pq.read_table(path)
+    i = table.schema.get_field_index("amount")
+    amounts = table.column("amount").to_pylist()
+    if kind == "decimal":
+        column = pa.array([decimal.Decimal(f"{a:.2f}") for a in amounts], pa.decimal128(12, 2))
+    else:
+        column = pa.array([f"{a:.2f}".encode() for a in amounts], pa.binary())
+    pq.write_table(table.set_column(i, "amount", column).replace_schema_metadata(None), path)
+    # Both fail on the type; out of core the count is of the first rows checked, not of the day.
+    for engine in ("pandas", "duckdb"):
+        result, failures = outcome(monkeypatch, card_fraud, home, day, engine)
+        assert not result.success
+        (typed,) = [f for f in failures if f[:2] == ("expect_column_values_to_be_in_type_list", "amount")]
+        assert typed[2] == typed[3] == (ROWS if engine == "pandas" else 1000)
+
+
+def test_each_out_of_core_run_spills_in_its_own_directory_and_leaves_nothing_open(card_fraud, home, monkeypatch):
+    """Every connection GX opens gets the memory limit and this run's spill directory; after the
+    run the directory is gone and no DuckDB database is left open (one per partition otherwise)."""
+    import gc
+
+    import duckdb
+
+    from include.mlops.gx_duckdb import ValidationDuckDBDialect
+
+    seen = []
+    connect = ValidationDuckDBDialect.connect
+
+    def recording(self, *cargs, **cparams):
+        seen.append(dict(cparams.get("config", {})))
+        return connect(self, *cargs, **cparams)
+
+    monkeypatch.setattr(ValidationDuckDBDialect, "connect", recording)
+    monkeypatch.setenv("MLOPS_VALIDATION_MEMORY_MIB", "300")
+    scratch = home.gx_root / "uncommitted" / "duckdb"
+    (scratch / "run-killed").mkdir(parents=True)  # what a killed run left
+    for offset in (7, 8):
+        day = DAY0 + dt.timedelta(days=offset)
+        write_day(home.lake, day, ROWS)
+        outcome(monkeypatch, card_fraud, home, day, "duckdb")
+    assert seen and {c["memory_limit"] for c in seen} == {"300MiB"}
+    spills = {c["temp_directory"] for c in seen}
+    assert len(spills) == 2 and all(s.startswith(str(scratch / "run-")) for s in spills)
+    assert list(scratch.iterdir()) == []
+    gc.collect()
+    live = [o for o in gc.get_objects() if isinstance(o, duckdb.DuckDBPyConnection)]
+    for con in live:
+        with pytest.raises(duckdb.ConnectionException):
+            con.execute("SELECT 1")
+
+
+def test_a_label_column_of_ids_is_refused_without_holding_its_values(home, monkeypatch):
+    from include.mlops.dataset import load_dataset_config
+    from include.mlops.validation import LABEL_VALUES_COUNTED, label_problem_out_of_core
+
+    cfg = load_dataset_config(home.dataset_config_path("credit_default"))
+    _credit_default_day(home.lake, DAY0, [f"id{i}" for i in range(LABEL_VALUES_COUNTED + 50)])
+    files = cfg.partition_files(home.lake, DAY0)
+    message = label_problem_out_of_core(cfg, files)
+    in_memory = cfg.label_problem(pq.read_table(files[0]).to_pandas())
+    assert message.endswith(f"and {LABEL_VALUES_COUNTED + 40} more values")
+    assert message.split(": ")[:2] == in_memory.split(": ")[:2]
+    assert in_memory.endswith(f"and {LABEL_VALUES_COUNTED + 40} more values")
+
+
+@pytest.mark.parametrize("stored_as", ["timestamp without time zone", "text"])
+def test_an_event_time_without_a_time_zone_fails_on_both_engines(card_fraud, home, monkeypatch, stored_as):
+    """The suite compares event_time with UTC bounds: pandas refuses a naive or text column
+    there; out of core that check runs on the first rows in pandas too (DuckDB would cast)."""
+    day = DAY0 + dt.timedelta(days=9)
+    part = write_day(home.lake, day, ROWS)
+    (path,) = part.glob("*.parquet")
+    table = pq.read_table(path)
+    i = table.schema.get_field_index("event_time")
+    times = table.column("event_time").cast(pa.timestamp("us"))
+    column = times if stored_as != "text" else pa.array([t.isoformat() for t in times.to_pylist()])
+    pq.write_table(table.set_column(i, "event_time", column).replace_schema_metadata(None), path)
+    result = both(monkeypatch, card_fraud, home, day)
+    assert ("expect_column_values_to_be_between", "event_time") in {(f.expectation, f.column) for f in result.failed}
