@@ -60,6 +60,9 @@ def embedded_env(settings: Settings, api_port: int = 8080, base: dict[str, str] 
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{api_port}/execution/",
+        # Every task calls the api-server's execution API. On a saturated 2-core machine an answer
+        # took longer than the default 5 s and the task failed (ReadTimeout); wait up to 30 s.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "10",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "GX_ANALYTICS_ENABLED": "false",

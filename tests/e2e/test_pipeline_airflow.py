@@ -57,6 +57,12 @@ def test_embedded_airflow_db_uses_wal_and_a_lock_timeout(stack):
     assert conn.endswith("?timeout=30")
     with sqlite3.connect(conn.removeprefix("sqlite:///").split("?")[0]) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # Tasks wait up to 30 s for the execution API, as Airflow itself reads the setting.
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "config", "get-value", "workers", "execution_api_timeout"],
+        env=stack.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.stdout.strip() == "30", out.stderr[-1000:]
 
 
 def test_rest_api_requires_auth_and_valid_params(stack):
