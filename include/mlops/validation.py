@@ -322,7 +322,6 @@ def _duckdb_batch(context: Any, asset_name: str, files: list[Path], spill: Path)
     """The partition's files as one table of GX's SQL engine, scanned by DuckDB out of core."""
     from include.mlops.gx_duckdb import DRIVER, duckdb_config
 
-    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
     source = context.data_sources.add_or_update_sql(
         "lake_out_of_core",
         connection_string=f"{DRIVER}:///:memory:",
@@ -331,13 +330,17 @@ def _duckdb_batch(context: Any, asset_name: str, files: list[Path], spill: Path)
     OUT_OF_CORE_SOURCES.append(source)
     for asset in list(source.assets):
         source.delete_asset(asset.name)
-    asset = source.add_query_asset(
-        asset_name, query=f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false)"
-    )
+    asset = source.add_query_asset(asset_name, query=f"SELECT * FROM {parquet_scan(files)}")
     return asset.add_batch_definition_whole_table("partition")
 
 
 TYPE_SAMPLE_ROWS = 1000
+
+
+def parquet_scan(files: list[Path]) -> str:
+    """DuckDB SQL reading exactly `files` (quoted; no hive columns added from the path)."""
+    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    return f"read_parquet([{listed}], hive_partitioning = false)"
 
 
 def _schema_of(files: list[Path]) -> Any:
@@ -490,16 +493,14 @@ def in_memory_rows() -> int:
 
 def label_problem_out_of_core(cfg: DatasetConfig, files: list[Path]) -> str | None:
     """``DatasetConfig.label_problem`` on a partition's files, from DuckDB's counts of each label."""
-    import pyarrow.parquet as pq
 
     from include.mlops.gx_duckdb import duckdb_connection
 
-    names = pq.read_schema(files[0]).names
-    if cfg.label_column not in names:
-        return cfg.label_problem(pq.read_schema(files[0]).empty_table().to_pandas())
-    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    schema = _schema_of(files)
+    if cfg.label_column not in schema.names:
+        return cfg.label_problem(schema.empty_table().to_pandas())
     label = '"' + cfg.label_column.replace('"', '""') + '"'
-    source = f"read_parquet([{listed}], hive_partitioning = false)"
+    source = parquet_scan(files)
     with duckdb_connection() as con:
         # The most frequent values only: a label column far from binary (an id by mistake) has
         # millions of them, and the message lists a few.
