@@ -18,6 +18,7 @@ export CMAKE_POLICY_VERSION_MINIMUM := 3.5
 help:
 	@echo "make demo        bootstrap everything and run fraud_model_pipeline for the next day"
 	@echo "make test        the whole test suite (starts what it needs)"
+	@echo "make test-fast   the unit and DAG-integrity tiers only (no servers)"
 	@echo "make bench       benchmarks -> .local/bench/results.json, docs/benchmarks.md"
 	@echo "make airflow     Airflow UI/API on http://localhost:8080 (admin/admin)"
 	@echo "make mlflow-ui   MLflow UI on http://127.0.0.1:5000"
@@ -48,7 +49,7 @@ $(TRAINER_VENV)/.installed: requirements-trainer.txt requirements-horovod.txt co
 
 lint-env: $(LINT_VENV)/.installed
 
-# hadolint and checkov for tests/unit/test_images.py and tests/unit/test_deploy_manifests.py,
+# hadolint and checkov for tests/integration/test_images.py and tests/integration/test_deploy_manifests.py,
 # in their own venv: checkov's pins conflict with Airflow's (see requirements-lint.txt).
 $(LINT_VENV)/.installed: requirements-lint.txt constraints-lint.txt
 	@echo "==> lint tools ($(LINT_VENV)): hadolint, checkov"
@@ -76,25 +77,25 @@ browser:
 		$$SUDO apt-get install -y --no-install-recommends chromium \
 		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; }; }
 
-# The CSS/JS the Data Docs pages load, pinned in include/mlops/data_docs_assets.json, fetched with
-# npm into .local/data-docs-assets (include/mlops/data_docs.py); fast when already there. Without
+# The CSS/JS the Data Docs pages load, pinned in include/mlops/validation/data_docs_assets.json, fetched with
+# npm into .local/data-docs-assets (include/mlops/validation/data_docs.py); fast when already there. Without
 # npm it warns and the pages keep their CDN links.
 docs-assets: env
-	@$(PY) -m include.mlops.data_docs fetch
+	@$(PY) -m include.mlops.validation.data_docs fetch
 
 bootstrap: env trainer-env
-	$(PY) -m include.mlops.cli bootstrap
+	$(PY) -m devstack.cli bootstrap
 
 # The production shape on this machine (PostgreSQL, MLflow server with auth, Airflow services,
-# Data Docs), all on 127.0.0.1; include/mlops/upstack.py.
+# Data Docs), all on 127.0.0.1; devstack/up_stack.py.
 up: env trainer-env postgres-server docs-assets
-	@$(PY) -m include.mlops.upstack up
+	@$(PY) -m devstack.up_stack up
 
 down: env
-	@$(PY) -m include.mlops.upstack down
+	@$(PY) -m devstack.up_stack down
 
 demo: env trainer-env docs-assets
-	$(PY) -m include.mlops.cli demo
+	$(PY) -m devstack.cli demo
 
 # Three workers (pytest-xdist), each taking whole test files in conftest's longest-first order
 # (--no-loadscope-reorder keeps it): the end-to-end modules spend much of their time waiting
@@ -105,8 +106,10 @@ test: env trainer-env lint-env postgres-server browser docs-assets
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder
 
-test-fast: env lint-env postgres-server
-	$(PY) -m pytest -m "not e2e and not trainer"
+# The unit tier (pure logic, no subprocess or server: tests/conftest.py fails one that tries) and DAG
+# integrity; `-m integration` and `-m e2e` select the other tiers.
+test-fast: env
+	$(PY) -m pytest -m "(unit or dag) and not integration"
 
 lint: env
 	$(VENV)/bin/ruff check .
@@ -116,13 +119,13 @@ bench: env trainer-env
 	$(PY) -m benchmarks.run
 
 airflow: env trainer-env docs-assets
-	$(PY) -m include.mlops.cli standalone
+	$(PY) -m devstack.cli standalone
 
 render-k8s: env
-	$(PY) -m include.mlops.k8s.render
+	$(PY) -m include.mlops.training.k8s.render
 
 mlflow-ui: env
-	$(PY) -m include.mlops.cli mlflow-ui
+	$(PY) -m devstack.cli mlflow-ui
 
 lock: env trainer-env lint-env
 	(echo "# pip freeze of the control-plane venv (requirements-dev.txt); regenerate with make lock"; \

@@ -81,7 +81,7 @@ def run_checks(
             unexpected = int(nn.str.contains(kw["regex"], regex=True).sum())
             success = unexpected == 0
         elif kind == "expect_column_values_to_contain_no_card_numbers":
-            from include.mlops.pii import contains_card_number
+            from include.mlops.common.pii import contains_card_number
 
             touch = kw.get("letters_may_touch", True)
             unexpected = int(sum(contains_card_number(v, touch) for v in s.dropna()))

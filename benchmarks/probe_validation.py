@@ -30,7 +30,7 @@ def peak_rss_mib() -> float:
 
 def main() -> int:
     engine, lake, day = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    from include.mlops.dataset import load_dataset_config, parse_date
+    from include.mlops.common.dataset import load_dataset_config, parse_date
     from include.mlops.settings import get_settings
 
     settings = get_settings()
@@ -39,7 +39,7 @@ def main() -> int:
     if engine == "gx":
         import great_expectations  # noqa: F401 - import cost is not validation cost
 
-        from include.mlops.validation import validate_partition
+        from include.mlops.validation.suite import validate_partition
 
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
@@ -63,7 +63,7 @@ def main() -> int:
 
         t0 = time.perf_counter()
         df = pd.concat([pd.read_parquet(p) for p in cfg.partition_files(lake, parse_date(day))], ignore_index=True)
-        from include.mlops.validation import partition_parameters
+        from include.mlops.validation.suite import partition_parameters
 
         checks = run_checks(df, suite, partition_parameters(parse_date(day)))
         ran_on = "plain pandas"

@@ -96,8 +96,8 @@ def _parse_ts(value: str) -> dt.datetime:
 
 
 def bench_overhead(home: Path, trainer_venv: Path, repeats: int, rows: int) -> dict[str, Any]:
-    from include.mlops.datagen import write_day
-    from include.mlops.localstack import DAG_ID, Stack
+    from devstack.datagen import write_day
+    from devstack.embedded_stack import DAG_ID, Stack
 
     stack = Stack(home, trainer_venv=trainer_venv)
     day = dt.date(2026, 3, 3)
@@ -138,7 +138,7 @@ def _trainer_env(lake: Path, out: Path, experiment: str) -> dict[str, str]:
 
 
 def bench_scaling(lake: Path, trainer_venv: Path, repeats: int, days: list[str], out: Path) -> dict[str, Any]:
-    from include.mlops.launcher import JobSpec, run_local
+    from include.mlops.training.launcher import JobSpec, run_local
 
     env = _trainer_env(lake, out, "bench-scaling")
     throughput: dict[int, list[float]] = {1: [], 2: []}
@@ -189,9 +189,9 @@ def bench_default_ranks(lake: Path, trainer_venv: Path, repeats: int, days: list
 
     from airflow.dag_processing.dagbag import DagBag
 
-    from include.mlops.launcher import run_local
     from include.mlops.pipeline import RunRef, train_job_spec, training_ranks
     from include.mlops.settings import get_settings
+    from include.mlops.training.launcher import run_local
 
     env = _trainer_env(lake, out, "bench-default-ranks")
     dag = DagBag(dag_folder=str(ROOT / "dags")).dags["fraud_model_pipeline"]
@@ -250,7 +250,7 @@ def bench_default_ranks(lake: Path, trainer_venv: Path, repeats: int, days: list
 def _train_ranks(lake: Path, trainer_venv: Path, days: list[str], out: Path, ranks: int, *extra: str) -> dict:
     """One training job as the local launcher runs it; its result and every rank's digest
     (rows, steps, bytes read, peak RSS) from MLOPS_TRAINER_DIGEST_DIR."""
-    from include.mlops.launcher import JobSpec, run_local
+    from include.mlops.training.launcher import JobSpec, run_local
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -278,7 +278,7 @@ def _train_ranks(lake: Path, trainer_venv: Path, days: list[str], out: Path, ran
 def bench_trainer_data(bench: Path, trainer_venv: Path, repeats: int, quick: bool) -> dict[str, Any]:
     """Trainer memory and bytes read per rank on big windows (2 ranks, each shard streamed), and
     the cost of streaming against keeping a small shard in memory."""
-    from include.mlops.datagen import write_day
+    from devstack.datagen import write_day
 
     figures: dict[str, Any] = {}
     sizes = {"1m": 1_000_000} if quick else {"1m": 1_000_000, "5m": 5_000_000}
@@ -368,7 +368,7 @@ def bench_validation(lake: Path, day: str, repeats: int, env: dict[str, str]) ->
 def bench_validation_scale(bench: Path, repeats: int, quick: bool, env: dict[str, str]) -> dict[str, Any]:
     """Validation as the pipeline runs it at 1M, 5M and 20M rows (over 1M rows: GX's SQL engine
     over DuckDB, out of core), and the out-of-core engine at 1M, each in its own process."""
-    from include.mlops.datagen import write_day
+    from devstack.datagen import write_day
 
     figures: dict[str, Any] = {}
     sizes = {"1m": 1_000_000, "5m": 5_000_000} if quick else {"1m": 1_000_000, "5m": 5_000_000, "20m": 20_000_000}
@@ -456,8 +456,8 @@ def _gbdt_pr_auc(cfg: Any, lake: Path, train_days: list[dt.date], eval_files: li
 def bench_quality(home: Path, trainer_venv: Path, repeats: int, rows: int) -> dict[str, Any]:
     import mlflow
 
-    from include.mlops.datagen import write_day
-    from include.mlops.dataset import load_dataset_config, parse_date
+    from devstack.datagen import write_day
+    from include.mlops.common.dataset import load_dataset_config, parse_date
 
     tracking = f"sqlite:///{home}/mlflow/mlflow.db"
     mlflow.set_tracking_uri(tracking)
@@ -620,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
             bench / "stack-home", trainer_venv, repeats, 30_000 if args.quick else 100_000
         )
     if only & {"scaling", "ranks"}:
-        from include.mlops.datagen import write_day
+        from devstack.datagen import write_day
 
         lake = bench / "scaling" / "lake"
         days = [dt.date(2026, 2, 1) + dt.timedelta(days=i) for i in range(2)]
@@ -638,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         log("trainer data: memory and bytes per rank on big windows, streaming against in memory")
         figures.update(bench_trainer_data(bench, trainer_venv, repeats, args.quick))
     if "validation" in only:
-        from include.mlops.datagen import write_day
+        from devstack.datagen import write_day
 
         rows = 200_000 if args.quick else 1_000_000
         log(f"validation cost on a {rows}-row partition")

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from include.mlops.airflow_links import linked_task
-from include.mlops.airflow_tasks import (
+from include.mlops.airflow.links import linked_task
+from include.mlops.airflow.trainer_steps import (
     OUTCOME_DOCS,
     OUTCOME_TASKS,
     current_run,
@@ -186,7 +186,7 @@ def fraud_model_pipeline():
     def plan(data_interval_start=None, dag_run=None, params=None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.mlops.dataset import DatasetConfigError, PartitionNotFoundError
+        from include.mlops.common.dataset import DatasetConfigError, PartitionNotFoundError
         from include.mlops.pipeline import plan as make_plan
 
         reject_undeclared_conf()
@@ -206,7 +206,7 @@ def fraud_model_pipeline():
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.mlops.pipeline import validate as run_validation
-        from include.mlops.validation import DataValidationError
+        from include.mlops.validation.suite import DataValidationError
 
         try:
             return run_validation(plan, current_run())
@@ -215,7 +215,7 @@ def fraud_model_pipeline():
 
     @task
     def gate(evaluation: dict, params=None) -> dict:
-        from include.mlops.gate import run_note
+        from include.mlops.evaluation.gate import run_note
         from include.mlops.pipeline import gate as run_gate
 
         verdict = run_gate(evaluation, upstream("train"), params)
@@ -233,9 +233,9 @@ def fraud_model_pipeline():
         """Move champion or not; the run continues through the task named after the outcome."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.mlops.gate import run_note
+        from include.mlops.evaluation.gate import run_note
         from include.mlops.pipeline import promote as run_promote
-        from include.mlops.registry import StaleVerdictError
+        from include.mlops.registry.champion import StaleVerdictError
 
         verdict = upstream("gate")
         try:

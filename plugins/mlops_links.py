@@ -2,7 +2,7 @@
 
 No iframe: MLflow answers with ``X-Frame-Options: SAMEORIGIN``, so a framed MLflow would stay
 blank. Per-run links (the training run, the registered version, the Data Docs page) are task
-links, computed when each task ends (``include.mlops.airflow_links``). ``MLOPS_MLFLOW_UI_URL``
+links, computed when each task ends (``include.mlops.airflow.links``). ``MLOPS_MLFLOW_UI_URL``
 sets the address (default: the local ``make mlflow-ui``).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from include.mlops.airflow_links import mlflow_ui_url
+from include.mlops.airflow.links import mlflow_ui_url
 
 
 class MlopsLinksPlugin(AirflowPlugin):

@@ -1,13 +1,13 @@
 """Show each pipeline run's outcome (the gate's verdict) as its DAG run note in the UI.
 
-The listener lives in ``include.mlops.run_notes``; this file only registers it.
+The listener lives in ``include.mlops.airflow.run_notes``; this file only registers it.
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from include.mlops.run_notes import RunNoteListener
+from include.mlops.airflow.run_notes import RunNoteListener
 
 
 class MlopsRunNotesPlugin(AirflowPlugin):

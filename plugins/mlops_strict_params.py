@@ -1,6 +1,6 @@
 """Refuse run conf keys a ``strict-params`` DAG does not declare (REST 400 naming the key).
 
-The middleware lives in ``include.mlops.run_conf``; this file only registers it with the
+The middleware lives in ``include.mlops.airflow.run_conf``; this file only registers it with the
 api-server. Importing it imports nothing heavy (other Airflow components load plugins too).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from include.mlops.run_conf import RejectUndeclaredConf
+from include.mlops.airflow.run_conf import RejectUndeclaredConf
 
 
 class MlopsStrictParamsPlugin(AirflowPlugin):

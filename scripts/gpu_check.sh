@@ -304,8 +304,8 @@ say "generating $DAYS days x $ROWS rows ($PARTITIONS) into $LAKE"
 TRAIN_ROWS=$(cd "$ROOT" && PYTHONPATH="$ROOT" "$PY" -c '
 import sys
 from pathlib import Path
-from include.mlops.datagen import write_day
-from include.mlops.dataset import load_dataset_config, parse_date
+from devstack.datagen import write_day
+from include.mlops.common.dataset import load_dataset_config, parse_date
 lake, rows, parts = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
 cfg = load_dataset_config("datasets/card_fraud.yaml")
 days = [parse_date(p) for p in parts]

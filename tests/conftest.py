@@ -20,7 +20,22 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 LONGEST_FIRST = ("test_backfill.py", "test_pipeline_kubernetes.py", "test_pipeline_airflow.py", "test_make_up.py")
 
 
+# Every test belongs to one tier, each with its cost: its module's ``pytestmark``, or a mark on the test
+# itself, which wins (a unit module's one test that runs a program is marked ``integration``; select the
+# unit tier with ``-m "unit and not integration"``, as ``make test-fast`` does).
+TIERS = ("unit", "dag", "integration", "e2e")
+
+
+def tier_of(item) -> str | None:
+    return next((m.name for m in item.iter_markers() if m.name in TIERS), None)
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = tier_of(item)
+        if tier is None:
+            raise pytest.UsageError(f"{item.nodeid}: needs a tier marker, one of {TIERS}")
+
     def rank(item) -> int:
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
@@ -32,6 +47,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "trainer" in item.keywords or "e2e" in item.keywords:
             item.add_marker(skip)
+
+
+class UnitTierViolation(AssertionError):
+    """A test marked ``unit`` started a process or opened a network connection."""
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_stays_in_process(request, monkeypatch):
+    """``unit`` means no subprocess and no server: fail the test that tries, so the marker cannot lie."""
+    if tier_of(request.node) != "unit":
+        return
+    import socket
+    import subprocess
+
+    def refuse(what):
+        def _refused(*args, **kwargs):
+            raise UnitTierViolation(f"{request.node.nodeid} is marked unit but {what}: mark its module integration")
+
+        return _refused
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("started a subprocess"))
+    monkeypatch.setattr(os, "fork", refuse("forked"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("opened a network connection"))
 
 
 def validation_kwargs(settings, **extra) -> dict:
@@ -62,7 +100,7 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def card_fraud():
-    from include.mlops.dataset import load_dataset_config
+    from include.mlops.common.dataset import load_dataset_config
 
     return load_dataset_config(ROOT / "datasets" / "card_fraud.yaml")
 
@@ -104,7 +142,7 @@ def mlflow_store(request, home, monkeypatch):
 
     Sets MLFLOW_TRACKING_URI, creates experiment "t"; returns the tracking URI.
     """
-    from include.mlops.tracking import ensure_experiment
+    from include.mlops.common.tracking import ensure_experiment
 
     uri = home.mlflow_tracking_uri
     if request.param == "postgresql":

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import requests
 
-from include.mlops.localstack import free_port
-from include.mlops.upstack import MLFLOW_SERVER_ENV, mlflow_auth_ini
+from devstack.embedded_stack import free_port
+from devstack.up_stack import MLFLOW_SERVER_ENV, mlflow_auth_ini
 
 
 class MlflowServer:

@@ -2,7 +2,7 @@
 
 Production keeps the Airflow metadata database and the MLflow backend store on PostgreSQL, so
 the registry, promotion and rollback tests and one full pipeline run use a real server
-(``include/mlops/pgserver.py``, the same code ``make up`` runs):
+(``devstack/postgres_server.py``, the same code ``make up`` runs):
 
 - its own data directory under ``.local/postgres-test/`` (removed afterwards), a free port on
   127.0.0.1, no Unix socket, trust authentication for the one local user;
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from include.mlops.localstack import free_port
-from include.mlops.pgserver import LocalPostgres, PostgresError, server_bin
+from devstack.embedded_stack import free_port
+from devstack.postgres_server import LocalPostgres, PostgresError, server_bin
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = "mlops"

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from include.mlops.dataset import (
+from include.mlops.common.dataset import (
     DatasetConfig,
     PartitionNotFoundError,
     load_dataset_config,
@@ -20,13 +20,13 @@ from include.mlops.dataset import (
     partitions_sha256,
     window,
 )
-from include.mlops.files import write_json_atomic
+from include.mlops.common.files import write_json_atomic
 from include.mlops.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from include.mlops.launcher import JobSpec
+    from include.mlops.training.launcher import JobSpec
 
 log = logging.getLogger(__name__)
 BACKFILL = "backfill"  # a DagRunType value
@@ -170,7 +170,7 @@ def holdout_window(cfg: DatasetConfig, settings: Settings, days: list[dt.date], 
     Rows are held out by a hash of their id, so no model ever trained on them. Newer days not
     yet validated are validated by this run before anyone is scored on them.
     """
-    from include.mlops.validation import quarantine_path
+    from include.mlops.validation.suite import quarantine_path
 
     newest = latest_partition(settings, cfg.name)
     if newest <= days[-1]:
@@ -189,7 +189,7 @@ def holdout_window(cfg: DatasetConfig, settings: Settings, days: list[dt.date], 
 def validate(plan_: dict[str, Any], run: RunRef, settings: Settings | None = None) -> dict[str, Any]:
     """GX suite on every partition of the window and of the holdout window; raises
     DataValidationError on any failure."""
-    from include.mlops.validation import validate_window
+    from include.mlops.validation.suite import validate_window
 
     settings = settings or get_settings()
     cfg = load_dataset_config(settings.dataset_config_path(plan_["dataset"]))
@@ -375,7 +375,7 @@ def train_job_spec(
     result_path: str | None = None,
 ) -> JobSpec:
     """The training job for this run; the same spec for every launcher."""
-    from include.mlops.launcher import JobSpec
+    from include.mlops.training.launcher import JobSpec
 
     paths = job_paths(settings, run, "train")
     ranks, why = training_ranks(params, settings)
@@ -420,7 +420,7 @@ def train_job_spec(
 
 
 def evaluate_job_spec(plan_: dict[str, Any], training: dict[str, Any], run: RunRef, settings: Settings) -> JobSpec:
-    from include.mlops.launcher import JobSpec
+    from include.mlops.training.launcher import JobSpec
 
     paths = job_paths(settings, run, "evaluation")
     return JobSpec(
@@ -444,7 +444,7 @@ def _run_local(spec: JobSpec, settings: Settings) -> dict[str, Any]:
     """Run a trainer job with the local launcher; returns the job's result file."""
     from pathlib import Path
 
-    from include.mlops.launcher import run_local
+    from include.mlops.training.launcher import run_local
 
     if settings.launcher != "local":
         raise RuntimeError(
@@ -492,7 +492,7 @@ def gate(
     """Apply the gate policy; log the verdict to the candidate's MLflow run and return it."""
     import mlflow
 
-    from include.mlops.gate import GatePolicy, decide
+    from include.mlops.evaluation.gate import GatePolicy, decide
 
     settings = settings or get_settings()
     policy = GatePolicy(
@@ -519,7 +519,7 @@ def gate(
 
 def _decided_verdict(client, training_run_id: str) -> dict[str, Any] | None:
     """The verdict recorded for a training run whose registered version's promotion was decided."""
-    from include.mlops.registry import recorded_decision
+    from include.mlops.registry.champion import recorded_decision
 
     versions = client.search_model_versions(f"run_id = '{training_run_id}'")
     if not any(recorded_decision(v) for v in versions):
@@ -540,7 +540,7 @@ def register(
     """Register the candidate (once per training run) with full lineage; alias ``challenger``."""
     import mlflow
 
-    from include.mlops.registry import register_candidate
+    from include.mlops.registry.champion import register_candidate
 
     settings = settings or get_settings()
     cfg = load_dataset_config(settings.dataset_config_path(plan_["dataset"]))
@@ -604,8 +604,8 @@ def promote(
     """
     import mlflow
 
-    from include.mlops.registry import promote as promote_alias
-    from include.mlops.registry import record_decision, recorded_decision
+    from include.mlops.registry.champion import promote as promote_alias
+    from include.mlops.registry.champion import record_decision, recorded_decision
 
     settings = settings or get_settings()
     params = params or {}
@@ -650,7 +650,7 @@ def summarize(
     """What happened in this run, in one JSON file (``.local/runs/<dag>/<run>/summary.json``)."""
     import mlflow
 
-    from include.mlops.registry import get_alias
+    from include.mlops.registry.champion import get_alias
 
     settings = settings or get_settings()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)

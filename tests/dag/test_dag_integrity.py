@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.dag
+
 DAGS = sorted((ROOT / "dags").glob("*.py"))
 HEAVY = ["tensorflow", "horovod", "mlflow", "great_expectations", "pandas", "numpy", "sklearn", "keras", "pyarrow"]
 
@@ -75,13 +77,15 @@ def test_every_param_has_a_readable_label_and_a_description(dagbag):
 
 def test_params_defaults_validate_and_bounds(dagbag):
     from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
 
     dag = dagbag.dags["fraud_model_pipeline"]
     params = dag.params
     params.validate()  # a scheduled run needs valid defaults for every param
     for bad in ({"horovod_np": 0}, {"window_days": 31}, {"partition_date": "2026/01/01"}, {"min_pr_auc": 2}):
         merged = ParamsDict({k: v for k, v in params.items()})
-        with pytest.raises(Exception):  # noqa: B017 - ParamValidationError subclasses differ by version
+        (name,) = bad
+        with pytest.raises(ParamValidationError, match=name):
             for k, v in bad.items():
                 merged[k] = v
             merged.validate()
@@ -133,19 +137,22 @@ WIRING = {
     "local": {
         "include",
         "include.mlops",
-        "include.mlops.airflow_links",
-        "include.mlops.airflow_tasks",
+        "include.mlops.airflow",
+        "include.mlops.airflow.links",
+        "include.mlops.airflow.trainer_steps",
         "include.mlops.settings",
     },
     "kubernetes": {
         "include",
         "include.mlops",
-        "include.mlops.airflow_links",
-        "include.mlops.airflow_tasks",
+        "include.mlops.airflow",
+        "include.mlops.airflow.links",
+        "include.mlops.airflow.trainer_steps",
         "include.mlops.settings",
-        "include.mlops.k8s",
-        "include.mlops.k8s.operators",
-        "include.mlops.k8s.specs",
+        "include.mlops.training",
+        "include.mlops.training.k8s",
+        "include.mlops.training.k8s.operators",
+        "include.mlops.training.k8s.specs",
     },
 }
 

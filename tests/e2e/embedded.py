@@ -30,10 +30,10 @@ def registry_state() -> dict:
 
 
 def run_wrapper(stack, argv: list[str]) -> subprocess.CompletedProcess:
-    """`.venv/bin/python -m include.mlops.cli ...` from the README, against this stack."""
-    assert argv[:3] == [".venv/bin/python", "-m", "include.mlops.cli"], argv
+    """`.venv/bin/python -m devstack.cli ...` from the README, against this stack."""
+    assert argv[:3] == [".venv/bin/python", "-m", "devstack.cli"], argv
     # No retry: on the embedded SQLite the wrapper's transactions wait for the write lock
-    # (include/mlops/airflow_sqlite.py) instead of failing with "database is locked".
+    # (devstack/airflow_sqlite.py) instead of failing with "database is locked".
     out = subprocess.run(
         [sys.executable, *argv[1:]], env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=300
     )

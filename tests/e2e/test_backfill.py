@@ -16,8 +16,8 @@ import time
 import mlflow
 import pytest
 
-from include.mlops.datagen import write_day
-from include.mlops.localstack import DAG_ID, Stack
+from devstack.datagen import write_day
+from devstack.embedded_stack import DAG_ID, Stack
 from tests.conftest import DAY0, TRAINER_VENV
 from tests.e2e.embedded import MODEL, client, registry_state, run_wrapper, version_tags
 from tests.readme import readme_command

@@ -40,7 +40,7 @@ from airflow_client.client.exceptions import ApiException
 from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
 from playwright.sync_api import expect, sync_playwright
 
-from include.mlops.datagen import write_day
+from devstack.datagen import write_day
 from tests.conftest import ROOT
 from tests.readme import readme_block
 
@@ -101,7 +101,7 @@ def home():
     env["MLOPS_HOME"] = str(home)
     yield home, env
     shell("make down", env)  # whatever happened below
-    from include.mlops.pgserver import LocalPostgres
+    from devstack.postgres_server import LocalPostgres
 
     # The server's data, wherever it went (as root, a private checkout puts it in postgres's home).
     shutil.rmtree(LocalPostgres(home / "stack" / "postgres", 5433, "airflow").root, ignore_errors=True)

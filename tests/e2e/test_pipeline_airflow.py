@@ -18,9 +18,9 @@ import mlflow
 import pytest
 import requests
 
-from include.mlops.datagen import write_day
-from include.mlops.dataset import partitions_sha256
-from include.mlops.localstack import DAG_ID, Stack
+from devstack.datagen import write_day
+from devstack.embedded_stack import DAG_ID, Stack
+from include.mlops.common.dataset import partitions_sha256
 from include.mlops.pipeline import RunRef, latest_partition, local_gpu_count
 from tests.conftest import DAY0, LINEAGE_TAGS, ROOT, TRAINER_VENV
 from tests.e2e.embedded import MODEL, client, registry_state, run_wrapper
@@ -270,7 +270,7 @@ def test_a_second_dataset_runs_from_its_config_and_suite_alone(stack):
     from sklearn.metrics import average_precision_score
     from sklearn.preprocessing import StandardScaler
 
-    from include.mlops.dataset import load_dataset_config
+    from include.mlops.common.dataset import load_dataset_config
     from tests.credit_default import default_table, write_days
 
     cfg = load_dataset_config(ROOT / "datasets" / "credit_default.yaml")

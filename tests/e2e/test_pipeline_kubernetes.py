@@ -22,9 +22,9 @@ import psutil
 import pytest
 import requests
 
-from include.mlops.datagen import write_day
-from include.mlops.dataset import partitions_sha256
-from include.mlops.localstack import Stack
+from devstack.datagen import write_day
+from devstack.embedded_stack import Stack
+from include.mlops.common.dataset import partitions_sha256
 from tests.conftest import DAY0, LINEAGE_TAGS, ROOT, TRAINER_VENV
 from tests.k8s_standin import KubeStandIn, Node, cpu_node
 from tests.mlflow_server import MlflowServer
@@ -72,7 +72,7 @@ def cluster(tmp_path_factory):
         "MLFLOW_TRACKING_URI": server.url,
         "MLFLOW_TRACKING_USERNAME": "admin",
         "MLFLOW_TRACKING_PASSWORD": server.password,
-        # Moves of champion lock the server's backend store (see include/mlops/registry_lock.py).
+        # Moves of champion lock the server's backend store (see include/mlops/registry/lock.py).
         "MLOPS_REGISTRY_LOCK_URI": server.backend_store_uri,
         "MLOPS_K8S_IMAGE": f"mlops-trainer-cpu:{IMAGE_COMMIT}",
         "MLOPS_K8S_GPUS_PER_NODE": str(GPUS_PER_NODE),

@@ -8,9 +8,11 @@ import pytest
 
 from benchmarks.pandas_checks import run_checks
 from benchmarks.run import report, summary, verdict
-from include.mlops.datagen import write_day
-from include.mlops.validation import partition_parameters, validate_partition
+from devstack.datagen import write_day
+from include.mlops.validation.suite import partition_parameters, validate_partition
 from tests.conftest import DAY0
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize(

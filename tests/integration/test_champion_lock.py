@@ -16,8 +16,10 @@ import time
 import mlflow
 import pytest
 
-from include.mlops import registry
-from include.mlops.registry_lock import LockNotTakenError, champion_lock, lock_uri
+from include.mlops.registry import champion as registry
+from include.mlops.registry.lock import LockNotTakenError, champion_lock, lock_uri
+
+pytestmark = pytest.mark.integration
 
 NAME = "fraud-detector"
 SPAWN = multiprocessing.get_context("spawn")

@@ -16,11 +16,13 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from include.mlops import data_docs
-from include.mlops.datagen import write_day
-from include.mlops.validation import validate_partition
+from devstack.datagen import write_day
+from include.mlops.validation import data_docs
+from include.mlops.validation.suite import validate_partition
 from tests.conftest import DAY0
 from tests.conftest import validation_kwargs as kwargs
+
+pytestmark = pytest.mark.integration
 
 ROWS = 20000
 RUN_ID = "scheduled__2026-01-02T00:00:00+00:00"

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ROOT, TRAINER_VENV
 
-pytestmark = pytest.mark.trainer
+pytestmark = [pytest.mark.integration, pytest.mark.trainer]
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 REPORT = ROOT / "scripts" / "gpu_check_report.py"
 BASH = shutil.which("bash") or "/bin/bash"

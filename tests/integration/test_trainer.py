@@ -13,12 +13,20 @@ import mlflow
 import pandas as pd
 import pytest
 
-from include.mlops.datagen import write_day
-from include.mlops.launcher import JobSpec, TrainerJobError, run_local
+from devstack.datagen import write_day
+from include.mlops.training.launcher import JobSpec, TrainerJobError, run_local
 from tests.conftest import DAY0, ROOT, TRAINER_VENV
+from tests.trainer_image import build_tree
 
-pytestmark = pytest.mark.trainer
+pytestmark = [pytest.mark.integration, pytest.mark.trainer]
 DAYS = [DAY0, DAY0 + dt.timedelta(days=1)]
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory):
+    """The trainer image's files only: every job below runs from here, so one that imports a
+    control-plane module fails as it would in a pod."""
+    return build_tree(tmp_path_factory.mktemp("trainer_image"))
 
 
 def trainer_env(home, lake) -> dict[str, str]:
@@ -33,7 +41,7 @@ def trainer_env(home, lake) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, image_tree):
     home = tmp_path_factory.mktemp("trainer_home")
     lake = home / "lake"
     for d in DAYS:
@@ -59,7 +67,7 @@ def trained(tmp_path_factory):
     result = run_local(
         JobSpec(job="train", num_proc=2, args=args),
         trainer_venv=TRAINER_VENV,
-        project_root=ROOT,
+        project_root=image_tree,
         result_path=home / "train.json",
         extra_env=env,
     )
@@ -114,14 +122,14 @@ def test_rank0_logged_params_metrics_model_and_checkpoints(trained):
     assert result["train_rows"] < 60000 * 0.85
 
 
-def test_resume_from_checkpoint(trained):
+def test_resume_from_checkpoint(trained, image_tree):
     home, env, args, _ = trained
     args = [a if a != "2" else "3" for a in args]  # --epochs 3 with the same checkpoint dir
     args[args.index("--result-path") + 1] = str(home / "resume.json")
     result = run_local(
         JobSpec(job="train", num_proc=2, args=(*tuple(args), "--no-log-model")),
         trainer_venv=TRAINER_VENV,
-        project_root=ROOT,
+        project_root=image_tree,
         result_path=home / "resume.json",
         extra_env=env,
     )
@@ -134,7 +142,7 @@ def test_resume_from_checkpoint(trained):
     assert digests[0]["weights_sha256"] == digests[1]["weights_sha256"]  # both ranks resumed alike
 
 
-def test_evaluate_scores_candidate_and_loads_from_mlflow(trained):
+def test_evaluate_scores_candidate_and_loads_from_mlflow(trained, image_tree):
     home, env, _, result = trained
     out = home / "eval.json"
     evaluation = run_local(
@@ -154,7 +162,7 @@ def test_evaluate_scores_candidate_and_loads_from_mlflow(trained):
             ),
         ),
         trainer_venv=TRAINER_VENV,
-        project_root=ROOT,
+        project_root=image_tree,
         result_path=out,
         extra_env=env,
     )
@@ -167,7 +175,7 @@ def test_evaluate_scores_candidate_and_loads_from_mlflow(trained):
     assert mlflow.get_run(result["run_id"]).data.metrics["holdout_pr_auc"] == pytest.approx(m["pr_auc"])
 
 
-def test_bad_arguments_fail_clearly(trained):
+def test_bad_arguments_fail_clearly(trained, image_tree):
     home, env, _, _ = trained
     with pytest.raises(TrainerJobError, match="partition 2031-01-01 has no files"):
         run_local(
@@ -177,7 +185,7 @@ def test_bad_arguments_fail_clearly(trained):
                 args=("--dataset-config", "datasets/card_fraud.yaml", "--partitions", "2031-01-01"),
             ),
             trainer_venv=TRAINER_VENV,
-            project_root=ROOT,
+            project_root=image_tree,
             result_path=home / "never.json",
             extra_env=env,
         )
@@ -194,15 +202,15 @@ def test_bad_arguments_fail_clearly(trained):
             "--epochs",
             "0",
         ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=image_tree,
+        env={**os.environ, "PYTHONPATH": str(image_tree)},
         capture_output=True,
         text=True,
     )
     assert cli.returncode == 2 and "must be > 0" in cli.stderr
 
 
-def test_logged_model_scores_int32_and_int64_producers(trained):
+def test_logged_model_scores_int32_and_int64_producers(trained, image_tree):
     """The signature declares long/double, so a producer's narrower ints still score."""
     home, env, _, result = trained
     probe = (
@@ -219,7 +227,7 @@ def test_logged_model_scores_int32_and_int64_producers(trained):
     )
     out = subprocess.run(
         [str(TRAINER_VENV / "bin" / "python"), "-c", probe],
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, **env, "PYTHONPATH": str(image_tree)},
         capture_output=True,
         text=True,
         timeout=180,
@@ -227,7 +235,7 @@ def test_logged_model_scores_int32_and_int64_producers(trained):
     assert out.returncode == 0, out.stderr[-3000:]
 
 
-def test_evaluate_names_labels_that_are_neither_positive_nor_negative(tmp_path):
+def test_evaluate_names_labels_that_are_neither_positive_nor_negative(tmp_path, image_tree):
     """The label rule of the dataset config: a value other than 1 or 0 fails scoring, named with its count."""
     lake = tmp_path / "lake"
     path = write_day(lake, DAY0, 3000) / "part-00000.parquet"
@@ -244,7 +252,7 @@ def test_evaluate_names_labels_that_are_neither_positive_nor_negative(tmp_path):
         run_local(
             JobSpec(job="evaluate", args=args),
             trainer_venv=TRAINER_VENV,
-            project_root=ROOT,
+            project_root=image_tree,
             result_path=tmp_path / "eval.json",
             extra_env={"MLOPS_LAKE": str(lake), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"},
         )
@@ -275,7 +283,7 @@ def test_sigkill_of_the_task_leaves_no_rank_running(tmp_path):
     task = textwrap.dedent(
         f"""
         from pathlib import Path
-        from include.mlops.launcher import JobSpec, run_local
+        from include.mlops.training.launcher import JobSpec, run_local
         run_local(JobSpec(job="train", args=(), num_proc=2), trainer_venv=Path({str(TRAINER_VENV)!r}),
                   project_root=Path({str(project)!r}), result_path=Path({str(tmp_path / "r.json")!r}),
                   extra_env={{"RANK_MARKER": {str(marker)!r}}})
@@ -299,7 +307,7 @@ def test_sigkill_of_the_task_leaves_no_rank_running(tmp_path):
     assert left == [], f"ranks {left} outlived their SIGKILLed task"
 
 
-def test_a_forced_retrain_starts_fresh_and_says_why(trained, tmp_path, caplog):
+def test_a_forced_retrain_starts_fresh_and_says_why(trained, tmp_path, caplog, image_tree):
     """force_retrain gives the run a new checkpoint folder beside the old one (same inputs):
     training starts at epoch 1, every epoch runs, and the log says why it did not resume."""
     import logging
@@ -310,11 +318,11 @@ def test_a_forced_retrain_starts_fresh_and_says_why(trained, tmp_path, caplog):
     args = list(args)
     args[args.index("--checkpoint-dir") + 1] = str(tmp_path / "ckpt" / "fingerprint-b")
     args[args.index("--result-path") + 1] = str(tmp_path / "forced.json")
-    with caplog.at_level(logging.INFO, logger="include.mlops.launcher"):
+    with caplog.at_level(logging.INFO, logger="include.mlops.training.launcher"):
         result = run_local(
             JobSpec(job="train", num_proc=2, args=(*args, "--no-log-model")),
             trainer_venv=TRAINER_VENV,
-            project_root=ROOT,
+            project_root=image_tree,
             result_path=tmp_path / "forced.json",
             extra_env=env,
         )
@@ -323,7 +331,7 @@ def test_a_forced_retrain_starts_fresh_and_says_why(trained, tmp_path, caplog):
     assert "fingerprint-a: same inputs (a forced retrain)" in caplog.text
 
 
-def test_three_ranks_streaming_uneven_files_take_equal_steps_and_stay_in_sync(tmp_path):
+def test_three_ranks_streaming_uneven_files_take_equal_steps_and_stay_in_sync(tmp_path, image_tree):
     """Three ranks over a window of uneven files and row groups, each shard over its memory budget
     (streamed from parquet every epoch): the same step count and the same weights on every rank."""
     lake = tmp_path / "lake"
@@ -342,7 +350,7 @@ def test_three_ranks_streaming_uneven_files_take_equal_steps_and_stay_in_sync(tm
     result = run_local(
         JobSpec(job="train", num_proc=3, args=args),
         trainer_venv=TRAINER_VENV,
-        project_root=ROOT,
+        project_root=image_tree,
         result_path=tmp_path / "train.json",
         extra_env=env,
     )
@@ -351,3 +359,42 @@ def test_three_ranks_streaming_uneven_files_take_equal_steps_and_stay_in_sync(tm
     assert sum(rows) == result["train_rows"] and len(set(rows)) > 1  # shards differ after the holdout
     assert {d["steps"] for d in digests} == {min(rows) // 64}
     assert len({d["weights_sha256"] for d in digests}) == 1
+
+
+def test_the_image_tree_holds_no_control_plane_module(image_tree):
+    """What makes the runs above prove the boundary: the control plane is absent from the tree they run
+    from, so a trainer import of it fails there, and the trainer's own modules are present."""
+    probe = (
+        "import importlib, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "        print('present', name)\n"
+        "    except ModuleNotFoundError:\n"
+        "        print('absent', name)\n"
+    )
+    names = [
+        "include.mlops.settings",
+        "include.mlops.pipeline",
+        "include.mlops.validation.suite",
+        "include.mlops.registry.champion",
+        "include.mlops.training.launcher",
+        "include.mlops.airflow.trainer_steps",
+        "devstack.datagen",
+        "airflow",
+        "include.mlops.common.dataset",
+        "include.mlops.trainer.train",
+        "include.mlops.trainer.evaluate",
+    ]
+    out = subprocess.run(
+        [str(TRAINER_VENV / "bin" / "python"), "-c", probe, *names],
+        cwd=image_tree,
+        env={**os.environ, "PYTHONPATH": str(image_tree)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = dict(line.split()[::-1] for line in out.stdout.splitlines())
+    assert {n: seen[n] for n in names[:8]} == dict.fromkeys(names[:8], "absent")
+    assert {n: seen[n] for n in names[8:]} == dict.fromkeys(names[8:], "present")

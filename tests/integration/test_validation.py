@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from include.mlops.datagen import DEFECTS, write_day
-from include.mlops.validation import DataValidationError, quarantine_path, validate_partition, validate_window
+from devstack.datagen import DEFECTS, write_day
+from include.mlops.validation.suite import DataValidationError, quarantine_path, validate_partition, validate_window
 from tests.conftest import DAY0
 from tests.conftest import validation_kwargs as kwargs
+
+pytestmark = pytest.mark.integration
 
 ROWS = 20000
 # What each defect must trip, by expectation type and column.
@@ -185,7 +187,7 @@ def test_quarantine_blocks_until_the_bytes_change_then_clears_with_history(card_
 
 
 def test_release_command_lists_and_releases(card_fraud, home, capsys):
-    from include.mlops import validation
+    from include.mlops.validation import suite as validation
 
     day = DAY0 + dt.timedelta(days=7)
     write_day(home.lake, day, ROWS, defect="duplicate_ids")
@@ -239,7 +241,7 @@ def test_card_numbers_in_any_punctuation_fail_as_card_numbers(card_fraud, home, 
 
 
 def _validate_in_process(day_iso, settings_kwargs, queue):
-    from include.mlops.dataset import load_dataset_config
+    from include.mlops.common.dataset import load_dataset_config
 
     cfg = load_dataset_config(settings_kwargs.pop("config"))
     try:
@@ -333,7 +335,7 @@ def _credit_default_day(lake, day, labels):
 
 
 def test_a_label_the_config_cannot_map_fails_validation_naming_the_values(home):
-    from include.mlops.dataset import load_dataset_config
+    from include.mlops.common.dataset import load_dataset_config
 
     cfg = load_dataset_config(home.dataset_config_path("credit_default"))
     good = ["No"] * 570 + ["Yes"] * 30

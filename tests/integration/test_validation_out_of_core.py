@@ -13,11 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from include.mlops.datagen import DEFECTS, write_day
-from include.mlops.validation import validate_partition
+from devstack.datagen import DEFECTS, write_day
+from include.mlops.validation.suite import validate_partition
 from tests.conftest import DAY0, ROOT
 from tests.conftest import validation_kwargs as kwargs
 from tests.integration.test_validation import _credit_default_day, snapshot
+
+pytestmark = pytest.mark.integration
 
 ROWS = 20000
 
@@ -105,7 +107,7 @@ def test_a_multi_million_row_partition_validates_in_bounded_memory(home):
 def test_the_memory_limit_reaches_the_connections_gx_opens(monkeypatch):
     import sqlalchemy as sa
 
-    from include.mlops.gx_duckdb import DRIVER, duckdb_config
+    from include.mlops.validation.duckdb_engine import DRIVER, duckdb_config
 
     monkeypatch.delenv("MLOPS_VALIDATION_MEMORY_MIB", raising=False)
     assert duckdb_config()["memory_limit"] == "512MiB"
@@ -127,8 +129,8 @@ def test_the_memory_limit_reaches_the_connections_gx_opens(monkeypatch):
 def test_the_sql_card_number_check_agrees_with_the_pandas_rule(text, letters_may_touch):
     import sqlalchemy as sa
 
-    from include.mlops.gx_duckdb import DRIVER, card_number_condition
-    from include.mlops.pii import contains_card_number
+    from include.mlops.common.pii import contains_card_number
+    from include.mlops.validation.duckdb_engine import DRIVER, card_number_condition
 
     engine = sa.create_engine(f"{DRIVER}:///:memory:")
     column = sa.literal(text, sa.String)
@@ -141,7 +143,7 @@ def test_the_sql_card_number_check_agrees_with_the_pandas_rule(text, letters_may
     "labels", [["No"] * 570 + ["Yes"] * 30, ["No"] * 567 + ["Yes"] * 28 + ["yes"] * 5 + [None] * 2]
 )
 def test_the_second_dataset_and_its_label_rule_agree_on_both_engines(home, monkeypatch, labels):
-    from include.mlops.dataset import load_dataset_config
+    from include.mlops.common.dataset import load_dataset_config
 
     cfg = load_dataset_config(home.dataset_config_path("credit_default"))
     _credit_default_day(home.lake, DAY0, labels)
@@ -158,7 +160,7 @@ def test_a_regex_means_the_same_on_both_engines(home, regex):
     """GX writes PostgreSQL's `~` (found anywhere); DuckDB's own `~` must match the whole value."""
     import pandas as pd
 
-    from include.mlops.validation import run_suite
+    from include.mlops.validation.suite import run_suite
 
     part = write_day(home.lake, DAY0, 2000)
     files = sorted(part.glob("*.parquet"))
@@ -204,7 +206,7 @@ def test_each_out_of_core_run_spills_in_its_own_directory_and_leaves_nothing_ope
 
     import duckdb
 
-    from include.mlops.gx_duckdb import ValidationDuckDBDialect
+    from include.mlops.validation.duckdb_engine import ValidationDuckDBDialect
 
     seen = []
     connect = ValidationDuckDBDialect.connect
@@ -233,8 +235,8 @@ def test_each_out_of_core_run_spills_in_its_own_directory_and_leaves_nothing_ope
 
 
 def test_a_label_column_of_ids_is_refused_without_holding_its_values(home, monkeypatch):
-    from include.mlops.dataset import load_dataset_config
-    from include.mlops.validation import LABEL_VALUES_COUNTED, label_problem_out_of_core
+    from include.mlops.common.dataset import load_dataset_config
+    from include.mlops.validation.suite import LABEL_VALUES_COUNTED, label_problem_out_of_core
 
     cfg = load_dataset_config(home.dataset_config_path("credit_default"))
     _credit_default_day(home.lake, DAY0, [f"id{i}" for i in range(LABEL_VALUES_COUNTED + 50)])

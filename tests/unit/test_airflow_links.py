@@ -2,8 +2,12 @@
 
 import json
 
-from include.mlops.airflow_links import data_docs_url, mlflow_run_url, mlflow_runs_url, model_version_url
-from include.mlops.tracking import RUNS_VIEW_KEY, runs_view_state
+import pytest
+
+from include.mlops.airflow.links import data_docs_url, mlflow_run_url, mlflow_runs_url, model_version_url
+from include.mlops.common.tracking import RUNS_VIEW_KEY, runs_view_state
+
+pytestmark = pytest.mark.unit
 
 
 def test_links_point_at_the_run_the_version_and_the_data_docs_page(monkeypatch):

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from include.mlops import data_docs
+from include.mlops.validation import data_docs
+
+pytestmark = pytest.mark.unit
 
 MANIFEST = data_docs.load_manifest()
 

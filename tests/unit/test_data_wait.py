@@ -4,8 +4,10 @@ import datetime as dt
 
 import pytest
 
-from include.mlops.datagen import write_day
+from devstack.datagen import write_day
 from include.mlops.pipeline import partition_arrival
+
+pytestmark = pytest.mark.unit
 
 DAY = dt.date(2026, 1, 4)
 START = dt.datetime(2026, 1, 4, tzinfo=dt.UTC)
@@ -27,7 +29,7 @@ def test_ready_waiting_and_overdue(home):
 def test_only_scheduled_runs_wait_and_an_overdue_one_fails_without_retry(home, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from include.mlops.airflow_tasks import wait_for_partition
+    from include.mlops.airflow.trainer_steps import wait_for_partition
 
     monkeypatch.setenv("MLOPS_MISSING_DATA", "fail")
     # Manual and backfill runs, and a run naming its day, go straight to plan.

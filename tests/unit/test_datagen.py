@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.mlops.datagen import DEFECTS, generate_day, inject_defect, write_day
+from devstack.datagen import DEFECTS, generate_day, inject_defect, write_day
 from tests.conftest import DAY0, ROOT
+
+pytestmark = pytest.mark.unit
 
 PAN = re.compile(r"(?<![0-9A-Za-z])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z])")
 
@@ -122,11 +124,12 @@ def test_a_day_in_parts_has_unique_ids_across_files_and_bounded_row_groups(tmp_p
     assert sorted(p.name for p in (tmp_path / "transactions").iterdir()) == ["date=2026-01-01"]
 
 
+@pytest.mark.integration  # runs a program
 def test_writing_a_day_in_parts_holds_one_row_group_not_the_day(tmp_path):
     """Peak memory of the writer process follows the row group, not the day (300k rows here)."""
     script = (
         "import resource, sys, datetime as dt\n"
-        "from include.mlops.datagen import write_day\n"
+        "from devstack.datagen import write_day\n"
         "write_day(sys.argv[1], dt.date(2026, 1, 1), int(sys.argv[2]), files=2, row_group_rows=int(sys.argv[3]))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
     )

@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from include.mlops.dataset import (
+from include.mlops.common.dataset import (
     DatasetConfigError,
     LabelError,
     PartitionNotFoundError,
@@ -12,6 +12,8 @@ from include.mlops.dataset import (
     window,
 )
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.unit
 
 CONFIG = (ROOT / "datasets" / "card_fraud.yaml").read_text()
 
@@ -205,7 +207,7 @@ def test_missing_partition_is_named(card_fraud, tmp_path):
 def test_failed_expectation_messages_read_as_numbers_and_reasons():
     import numpy as np
 
-    from include.mlops.validation import FailedExpectation, _jsonable
+    from include.mlops.validation.suite import FailedExpectation, _jsonable
 
     mean = FailedExpectation("expect_column_mean_to_be_between", "is_fraud", None, None, _jsonable(np.float64(0.11574)))
     assert mean.describe() == "expect_column_mean_to_be_between[is_fraud]: observed 0.1157"
@@ -217,7 +219,7 @@ def test_failed_expectation_messages_read_as_numbers_and_reasons():
 def test_the_readme_example_of_a_config_error_is_what_the_loader_says(tmp_path):
     import re
 
-    from include.mlops.dataset import DatasetConfigError, load_dataset_config
+    from include.mlops.common.dataset import DatasetConfigError, load_dataset_config
     from tests.conftest import ROOT
 
     readme = (ROOT / "README.md").read_text()

@@ -1,6 +1,8 @@
 import pytest
 
-from include.mlops.gate import GatePolicy, decide
+from include.mlops.evaluation.gate import GatePolicy, decide
+
+pytestmark = pytest.mark.unit
 
 
 def block(pr_auc, slices=None, version=None):

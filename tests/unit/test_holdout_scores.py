@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from include.mlops.trainer.evaluate import HoldoutScores, binary_metrics, skipped_slices, slice_metrics
+
+pytestmark = pytest.mark.unit
 
 
 def test_chunked_scores_give_the_metrics_of_the_whole_holdout():

@@ -1,8 +1,10 @@
-"""Card-number detection used by the PII expectation (include/mlops/pii.py)."""
+"""Card-number detection used by the PII expectation (include/mlops/common/pii.py)."""
 
 import pytest
 
-from include.mlops.pii import contains_card_number, luhn_ok
+from include.mlops.common.pii import contains_card_number, luhn_ok
+
+pytestmark = pytest.mark.unit
 
 PAN = "4539588765432105"  # Luhn-valid test number
 

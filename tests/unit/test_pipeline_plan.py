@@ -4,10 +4,12 @@ import datetime as dt
 
 import pytest
 
-from include.mlops.datagen import write_day
-from include.mlops.dataset import PartitionNotFoundError
+from devstack.datagen import write_day
+from include.mlops.common.dataset import PartitionNotFoundError
 from include.mlops.pipeline import plan
 from tests.conftest import DAY0
+
+pytestmark = pytest.mark.unit
 
 
 def test_missing_partitions_are_named_with_the_runs_day(home):

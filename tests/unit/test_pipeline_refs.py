@@ -2,8 +2,12 @@
 
 import os
 
+import pytest
+
 from include.mlops.pipeline import RunRef, checkpoint_fingerprint, train_job_spec, training_ranks
 from include.mlops.settings import get_settings
+
+pytestmark = pytest.mark.unit
 
 
 def test_distinct_run_ids_get_distinct_folders():
@@ -35,6 +39,7 @@ def _fake_nvidia_smi(tmp_path, monkeypatch, lines: str) -> None:
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
 
 
+@pytest.mark.integration  # runs a program
 def test_empty_horovod_np_is_one_rank_per_gpu_or_one_rank_without_gpus(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no nvidia-smi on this machine's PATH
@@ -60,6 +65,7 @@ def test_empty_horovod_np_is_one_rank_per_gpu_or_one_rank_without_gpus(tmp_path,
     assert training_ranks({}, get_settings())[0] == 1
 
 
+@pytest.mark.integration  # runs a program
 def test_the_training_job_runs_the_resolved_ranks_and_keys_its_checkpoints_by_them(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))

@@ -5,10 +5,12 @@ from unittest import mock
 
 import pytest
 
-from include.mlops.gate import GatePolicy, decide, run_note
-from include.mlops.run_conf import undeclared_keys_message
-from include.mlops.run_notes import merged_note
+from include.mlops.airflow.run_conf import undeclared_keys_message
+from include.mlops.airflow.run_notes import merged_note
+from include.mlops.evaluation.gate import GatePolicy, decide, run_note
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.unit
 
 DAG = "fraud_model_pipeline"
 
@@ -63,6 +65,7 @@ def test_a_person_s_note_is_kept_above_the_pipeline_s():
     assert len(merged_note("x" * 990, "y" * 500)) <= 1000
 
 
+@pytest.mark.integration  # runs the airflow CLI wrapper
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -78,7 +81,7 @@ def test_a_person_s_note_is_kept_above_the_pipeline_s():
     ],
 )
 def test_the_airflow_cli_wrapper_refuses_a_bad_conf_in_one_line(home, capsys, argv, expected):
-    from include.mlops import cli
+    from devstack import cli
 
     with mock.patch.dict(os.environ):
         assert cli.main(["airflow", *argv]) == 2
@@ -86,8 +89,9 @@ def test_the_airflow_cli_wrapper_refuses_a_bad_conf_in_one_line(home, capsys, ar
     assert len(err) == 1 and err[0].startswith(f"airflow {argv[0]} {argv[1]}: ") and expected in err[0], err
 
 
+@pytest.mark.integration  # runs the airflow CLI wrapper
 def test_a_good_conf_is_left_to_airflow():
-    from include.mlops.run_conf import airflow_command_problem
+    from include.mlops.airflow.run_conf import airflow_command_problem
 
     dags = str(ROOT / "dags")
     with mock.patch.dict(os.environ, {"AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"}):

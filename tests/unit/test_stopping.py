@@ -1,8 +1,11 @@
 """When training stops and how big a step is (include/mlops/trainer/stopping.py)."""
 
 import numpy as np
+import pytest
 
 from include.mlops.trainer.stopping import EarlyStopping, batch_per_rank, validation_mask
+
+pytestmark = pytest.mark.unit
 
 
 def test_small_tables_get_smaller_batches_large_ones_keep_theirs():

@@ -1,8 +1,11 @@
 """MLflow experiments the pipeline creates open on their training runs in MLflow 3's UI."""
 
 import mlflow
+import pytest
 
-from include.mlops.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, ensure_experiment
+from include.mlops.common.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, ensure_experiment
+
+pytestmark = pytest.mark.unit
 
 
 def test_experiment_kind_is_set_on_new_and_existing_experiments(home):

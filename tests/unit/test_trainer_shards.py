@@ -11,11 +11,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from include.mlops.datagen import write_day
-from include.mlops.dataset import load_dataset_config
+from devstack.datagen import write_day
+from include.mlops.common.dataset import load_dataset_config
 from include.mlops.trainer.model import feature_spec
 from include.mlops.trainer.shards import FIT, HELD_OUT, VALIDATION, ShardFeed, bytes_to_read, plan_shards, read_pieces
 from tests.conftest import DAY0, ROOT
+
+pytestmark = pytest.mark.unit
 
 CFG = load_dataset_config(ROOT / "datasets" / "card_fraud.yaml")
 COLUMNS = [CFG.id_column, *CFG.feature_columns, CFG.label_column]

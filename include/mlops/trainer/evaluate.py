@@ -128,9 +128,9 @@ def run_evaluation(
     import mlflow
     import pandas as pd
 
-    from include.mlops.dataset import load_dataset_config, parse_date
-    from include.mlops.files import write_json_atomic
-    from include.mlops.tracking import get_alias
+    from include.mlops.common.dataset import load_dataset_config, parse_date
+    from include.mlops.common.files import write_json_atomic
+    from include.mlops.common.tracking import get_alias
     from include.mlops.trainer.shards import plan_shards, read_pieces
 
     uri = os.environ.get("MLFLOW_TRACKING_URI")

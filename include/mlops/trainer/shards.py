@@ -178,7 +178,7 @@ class ShardFeed:
         rank can hear of it before any of them stops (see the trainer)."""
         import numpy as np
 
-        from include.mlops.dataset import LabelError
+        from include.mlops.common.dataset import LabelError
 
         for frame in read_pieces(self.pieces, self.columns):
             if self.sample is None and len(frame):

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from include.mlops.files import write_json_atomic
+from include.mlops.common.files import write_json_atomic
 
 log = logging.getLogger("mlops.trainer")
 DEFAULT_BATCH = 512  # rows per step on each rank when the batch is fitted to the data
@@ -205,7 +205,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     import pandas as pd
     import tensorflow as tf
 
-    from include.mlops.dataset import LabelError, load_dataset_config, parse_date
+    from include.mlops.common.dataset import LabelError, load_dataset_config, parse_date
     from include.mlops.trainer.model import build_network, feature_spec
     from include.mlops.trainer.scoring import keras_name, predict_proba
     from include.mlops.trainer.shards import ShardFeed, bytes_to_read, plan_shards
@@ -478,7 +478,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
 def _start_mlflow_run(cfg, dataset, size, threads, steps, train_rows, days, batch, validation_rows):
     import mlflow
 
-    from include.mlops.tracking import ensure_experiment
+    from include.mlops.common.tracking import ensure_experiment
 
     experiment = os.environ.get("MLOPS_EXPERIMENT", "fraud_model_pipeline")
     ensure_experiment(

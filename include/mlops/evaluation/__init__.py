@@ -1,0 +1,1 @@
+"""Stage 3, evaluation: the pure promotion gate and its verdict."""
