@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devstack.embedded import _airflow, bootstrap, embedded_env
+from devstack.embedded import bootstrap, embedded_env, run_airflow
 from include.mlops.common.files import FileLockTimeout, exclusive_file_lock
 from include.mlops.pipeline import RunRef
 from include.mlops.settings import Settings, get_settings
@@ -164,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         # A CLI writing beside the running scheduler (backfill create, dags trigger): on the
         # embedded SQLite, see devstack/airflow_sqlite.py.
-        return _airflow(ns.args, env, check=False, immediate=True)
+        return run_airflow(ns.args, env, check=False, immediate=True)
     if ns.command == "standalone":
         bootstrap(settings)
         try:
             with one_airflow(settings):
-                return _airflow(["standalone"], env, check=False)
+                return run_airflow(["standalone"], env, check=False)
         except FileLockTimeout:
             print(f"Airflow is already running on {settings.home} (make airflow or make demo)", file=sys.stderr)
             return 1

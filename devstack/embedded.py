@@ -65,7 +65,7 @@ def embedded_env(settings: Settings, api_port: int = 8080, base: dict[str, str] 
     return env
 
 
-def _airflow(args: list[str], env: dict[str, str], check: bool = True, immediate: bool = False) -> int:
+def run_airflow(args: list[str], env: dict[str, str], check: bool = True, immediate: bool = False) -> int:
     """Run ``airflow args``; `immediate`: on SQLite, transactions that lock when they begin."""
     if immediate and env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "").startswith("sqlite"):
         cmd = [sys.executable, "-m", "devstack.airflow_sqlite", *args]
@@ -104,7 +104,7 @@ def bootstrap(settings: Settings) -> dict[str, str]:
         passwords.write_text(json.dumps({"admin": "admin"}))
     stamp = settings.home / "airflow" / ".migrated"
     if not stamp.exists():
-        _airflow(["db", "migrate"], env)
+        run_airflow(["db", "migrate"], env)
         _sqlite_wal(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
         stamp.write_text(dt.datetime.now(dt.UTC).isoformat())
     os.environ.update({k: env[k] for k in ("MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_ARTIFACT_ROOT")})
