@@ -21,6 +21,7 @@ from include.mlops.common.dataset import (
     window,
 )
 from include.mlops.common.files import write_json_atomic
+from include.mlops.common.tracking import mlflow_client
 from include.mlops.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -490,7 +491,6 @@ def gate(
     evaluation: dict[str, Any], training: dict[str, Any], params: dict[str, Any], settings: Settings | None = None
 ) -> dict[str, Any]:
     """Apply the gate policy; log the verdict to the candidate's MLflow run and return it."""
-    import mlflow
 
     from include.mlops.evaluation.gate import GatePolicy, decide
 
@@ -504,8 +504,7 @@ def gate(
     )
     verdict = decide(evaluation["candidate"], evaluation.get("champion"), policy).to_dict()
     verdict["holdout_partitions"] = list(evaluation.get("partitions") or [])
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    client = mlflow.MlflowClient()
+    client = mlflow_client(settings.mlflow_tracking_uri)
     recorded = _decided_verdict(client, training["run_id"])
     if recorded is not None:
         log.info("gate: this candidate's promotion was decided already; its recorded verdict stands")
@@ -538,14 +537,12 @@ def register(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Register the candidate (once per training run) with full lineage; alias ``challenger``."""
-    import mlflow
 
     from include.mlops.registry.champion import register_candidate
 
     settings = settings or get_settings()
     cfg = load_dataset_config(settings.dataset_config_path(plan_["dataset"]))
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    client = mlflow.MlflowClient()
+    client = mlflow_client(settings.mlflow_tracking_uri)
     tags = {
         "airflow.dag_id": run.dag_id,
         "airflow.run_id": run.run_id,
@@ -602,7 +599,6 @@ def promote(
     trained on a window ending before the champion's. A rerun of a run that already decided
     changes nothing. Otherwise compare-and-set under the champion lock.
     """
-    import mlflow
 
     from include.mlops.registry.champion import promote as promote_alias
     from include.mlops.registry.champion import record_decision, recorded_decision
@@ -610,8 +606,7 @@ def promote(
     settings = settings or get_settings()
     params = params or {}
     run_type = getattr(run_type, "value", run_type)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    client = mlflow.MlflowClient()
+    client = mlflow_client(settings.mlflow_tracking_uri)
     name, version = registration["name"], registration["version"]
     decided = recorded_decision(client.get_model_version(name, version))
     if decided:
@@ -648,13 +643,11 @@ def summarize(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """What happened in this run, in one JSON file (``.local/runs/<dag>/<run>/summary.json``)."""
-    import mlflow
 
     from include.mlops.registry.champion import get_alias
 
     settings = settings or get_settings()
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    client = mlflow.MlflowClient()
+    client = mlflow_client(settings.mlflow_tracking_uri)
     name = registration["name"]
     aliases = [
         a

@@ -71,10 +71,8 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: str | N
     With a database tracking URI MLflow would otherwise put artifacts under the current
     working directory.
     """
-    import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
-    client = mlflow.MlflowClient()
+    client = mlflow_client(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         _ensure_experiment_tags(client, found)
@@ -97,10 +95,15 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: str | N
         return found.experiment_id
 
 
-def client_from_env() -> MlflowClient:
+def mlflow_client(tracking_uri: str | None = None) -> MlflowClient:
+    """The one way this project gets an MLflow client: for ``tracking_uri``, else ``MLFLOW_TRACKING_URI``.
+
+    It also makes that URI the process's tracking URI, so ``mlflow.*`` calls that follow (logging,
+    ``models:/`` loads) talk to the same store as the client.
+    """
     import mlflow
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient()

@@ -301,12 +301,10 @@ def _require_model(client: MlflowClient, name: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     from include.mlops.common.dataset import DatasetConfigError
-    from include.mlops.common.tracking import client_from_env
+    from include.mlops.common.tracking import mlflow_client
     from include.mlops.settings import get_settings
 
-    parser = argparse.ArgumentParser(
-        prog="python -m include.mlops.registry", description="Model registry operations"
-    )
+    parser = argparse.ArgumentParser(prog="python -m include.mlops.registry", description="Model registry operations")
     parser.add_argument("command", choices=["show", "rollback"])
     parser.add_argument(
         "--dataset", default="card_fraud", help="the registered model of datasets/DATASET.yaml (default: card_fraud)"
@@ -315,12 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", default=None, help="version to roll back to (default: previous champion)")
     parser.add_argument("--force", action="store_true", help="roll back to a version that never passed a gate")
     args = parser.parse_args(argv)
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     settings = get_settings()
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    client = client_from_env()
+    client = mlflow_client(settings.mlflow_tracking_uri)
     try:
         name = _model_name(args, settings)
         model = _require_model(client, name)

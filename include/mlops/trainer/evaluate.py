@@ -10,7 +10,6 @@ verdict names exactly the model it was compared with.
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -130,13 +129,10 @@ def run_evaluation(
 
     from include.mlops.common.dataset import load_dataset_config, parse_date
     from include.mlops.common.files import write_json_atomic
-    from include.mlops.common.tracking import get_alias
+    from include.mlops.common.tracking import get_alias, mlflow_client
     from include.mlops.trainer.shards import plan_shards, read_pieces
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient()
+    client = mlflow_client()
     dataset = load_dataset_config(dataset_config)
     files = [f for day in (parse_date(p) for p in partitions) for f in dataset.partition_files(lake, day)]
     pieces = plan_shards(files, 1)[0]

@@ -660,9 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     from include.mlops.common.dataset import parse_date
     from include.mlops.settings import get_settings
 
-    parser = argparse.ArgumentParser(
-        prog="python -m include.mlops.validation", description="Quarantined partitions"
-    )
+    parser = argparse.ArgumentParser(prog="python -m include.mlops.validation", description="Quarantined partitions")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="partitions in quarantine")
     release = sub.add_parser("release", help="end a quarantine: the next run validates the partition again")
