@@ -18,16 +18,16 @@ and ``DatasetConfig.label_problem`` says, without raising, what a partition's la
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import hashlib
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from include.mlops.common.yaml_errors import describe_error, duplicate_key, find_scalar, yaml_kind
 
 if TYPE_CHECKING:
     import numpy as np
@@ -325,7 +325,7 @@ class _LabelSpec(_Schema):
     @classmethod
     def _label_value(cls, value: Any) -> Any:
         if value is not None and not isinstance(value, str | int):  # bool is an int
-            raise ValueError(f"must be a string, an integer or a boolean, got {_yaml_kind(value)}")
+            raise ValueError(f"must be a string, an integer or a boolean, got {yaml_kind(value)}")
         return value
 
     @model_validator(mode="after")
@@ -367,139 +367,13 @@ class _DatasetFile(_Schema):
     slices: list[_Text] = []
 
 
-def _yaml_kind(value: Any) -> str:
-    if value is None:
-        return "nothing (an empty value)"
-    if isinstance(value, bool):
-        return "a YAML boolean"
-    if isinstance(value, int | float):
-        return "a YAML number"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    return f"a YAML {type(value).__name__}"
-
-
-def _node_at(root: yaml.Node | None, raw: Any, loc: tuple[Any, ...]) -> tuple[str, yaml.Node | None]:
-    """The key path of a pydantic error location, spelled as in the file, and the YAML node there.
-
-    Walks the parsed data and the YAML node tree side by side (keys in file order; duplicate
-    keys were refused before), so a key or value is shown as it was written.
-    """
-    path = parent = ""
-    node, value, key_node = root, raw, None
-    for part in loc:
-        if part == "[key]":
-            return parent, key_node
-        parent = path
-        if isinstance(value, dict) and isinstance(node, yaml.MappingNode):
-            keys = list(value)
-            index = next((i for i, k in enumerate(keys) if k == part and type(k) is type(part)), None)
-            if index is None:
-                index = next((i for i, k in enumerate(keys) if k == part), None)
-            if index is None or index >= len(node.value):
-                path += f".{part}" if path else str(part)
-                node, value = None, None
-                continue
-            key_node, node = node.value[index]
-            spelled = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(part)
-            path += f".{spelled}" if path else spelled
-            value = value[keys[index]]
-        elif isinstance(value, list) and isinstance(part, int) and isinstance(node, yaml.SequenceNode):
-            path += f"[{part}]"
-            node = node.value[part] if part < len(node.value) else None
-            value = value[part] if part < len(value) else None
-        else:
-            path += f".{part}" if path else str(part)
-            node, value = None, None
-    return path, node
-
-
-def _known_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the schema allows in the mapping at `loc`."""
-    model: Any = _DatasetFile
-    parts = list(loc)
-    while parts:
-        if typing.get_origin(model) is dict:  # dict[str, X]: skip the key, look in X
-            model = typing.get_args(model)[1]
-            parts.pop(0)
-            continue
-        fields = getattr(model, "model_fields", None)
-        part = parts.pop(0)
-        if not fields or part not in fields:
-            return []
-        model = fields[part].annotation
-    return list(getattr(model, "model_fields", {}))
-
-
 def _describe_error(error: dict[str, Any], raw: Any, root: yaml.Node | None) -> str:
-    loc = tuple(error["loc"])
-    kind, value = error["type"], error.get("input")
-    if kind == "extra_forbidden":
-        path, _ = _node_at(root, raw, loc)
-        known = _known_keys(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        if loc == ("label_column",):
-            return (
-                f"label_column: replaced by the label mapping: write label: {{column: {value}}} "
-                '(positive 1 and negative 0 unless given, e.g. positive: "Yes", negative: "No")'
-            )
-        return f"{path}: unknown key{hint}; allowed here: {', '.join(known)}"
-    if kind == "missing":
-        path, _ = _node_at(root, raw, loc)
-        return f"{path}: required key is missing"
-    path, node = _node_at(root, raw, loc)
-    is_key = bool(loc) and loc[-1] == "[key]"
-    spelled = node.value if isinstance(node, yaml.ScalarNode) else None
-    quote = f' (quote it: "{spelled}")' if spelled is not None and isinstance(value, bool | int | float) else ""
-    what = f"{path or '(top level)'}: key {spelled if spelled is not None else value!r}" if is_key else path
-    if kind == "string_type":
-        return f"{what}: must be a string, got {_yaml_kind(value)}{quote}"
-    if kind == "string_too_short":
-        return f"{what}: must not be empty"
-    if kind in ("float_type", "int_type", "float_parsing"):
-        return f"{what}: must be a number, got {_yaml_kind(value)}"
-    if kind == "dict_type":
-        return f"{what}: must be a mapping (key: value), got {_yaml_kind(value)}"
-    if kind == "list_type":
-        return f"{what}: must be a list ([a, b, ...]), got {_yaml_kind(value)}"
-    if kind == "model_type":
-        return f"{what}: must be a mapping (key: value), got {_yaml_kind(value)}"
-    if kind == "literal_error":
-        allowed = error.get("ctx", {}).get("expected", "")
-        noun = "transform" if loc and loc[-1] == "transform" else "value"
-        return f"{what}: unknown {noun} {value!r} (known: {allowed.replace(chr(39), '')})"
-    if kind == "value_error":
-        return f"{what}: {error.get('ctx', {}).get('error', error['msg'])}"
-    return f"{what}: {error['msg']}"
-
-
-def _duplicate_key(node: yaml.Node | None, path: str = "") -> str | None:
-    """The first mapping key written twice (YAML would silently keep the last), as a message."""
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            spelled = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            here = f"{path}.{spelled}" if path else spelled
-            if spelled in seen:
-                return (
-                    f"{here}: key is written twice (lines {seen[spelled]} and {key_node.start_mark.line + 1}); "
-                    "YAML would keep only the last"
-                )
-            seen[spelled] = key_node.start_mark.line + 1
-            found = _duplicate_key(value_node, here)
-            if found:
-                return found
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            found = _duplicate_key(item, f"{path}[{i}]")
-            if found:
-                return found
-    return None
+    if error["type"] == "extra_forbidden" and tuple(error["loc"]) == ("label_column",):
+        return (
+            f"label_column: replaced by the label mapping: write label: {{column: {error.get('input')}}} "
+            '(positive 1 and negative 0 unless given, e.g. positive: "Yes", negative: "No")'
+        )
+    return describe_error(error, raw, root, _DatasetFile)
 
 
 def _label_booleans(spec: _DatasetFile, root: yaml.Node) -> str | None:
@@ -508,7 +382,7 @@ def _label_booleans(spec: _DatasetFile, root: yaml.Node) -> str | None:
         value = getattr(spec.label, key)
         if not isinstance(value, bool):
             continue
-        node = _find_scalar(root, ("label", key))
+        node = find_scalar(root, ("label", key))
         spelled = node.value if isinstance(node, yaml.ScalarNode) else ""
         if spelled.lower() not in ("true", "false"):
             return (
@@ -516,15 +390,6 @@ def _label_booleans(spec: _DatasetFile, root: yaml.Node) -> str | None:
                 f'column, or quote it ("{spelled}") for a string one'
             )
     return None
-
-
-def _find_scalar(root: yaml.Node | None, keys: tuple[str, ...]) -> yaml.Node | None:
-    node = root
-    for key in keys:
-        if not isinstance(node, yaml.MappingNode):
-            return None
-        node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
-    return node
 
 
 def _consistency_problem(spec: _DatasetFile) -> str | None:
@@ -575,9 +440,9 @@ def load_dataset_config(path: Path | str) -> DatasetConfig:
         raise DatasetConfigError(f"{path}: dataset config is not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise DatasetConfigError(
-            f"{path}: a dataset config must be a mapping of keys (see datasets/card_fraud.yaml), got {_yaml_kind(raw)}"
+            f"{path}: a dataset config must be a mapping of keys (see datasets/card_fraud.yaml), got {yaml_kind(raw)}"
         )
-    problem = _duplicate_key(root)
+    problem = duplicate_key(root)
     if problem:
         raise DatasetConfigError(f"{path}: {problem}")
     try:
