@@ -187,18 +187,18 @@ def test_quarantine_blocks_until_the_bytes_change_then_clears_with_history(card_
 
 
 def test_release_command_lists_and_releases(card_fraud, home, capsys):
-    from include.mlops.validation import suite as validation
+    from include.mlops.validation import quarantine
 
     day = DAY0 + dt.timedelta(days=7)
     write_day(home.lake, day, ROWS, defect="duplicate_ids")
     assert not validate_partition(card_fraud, day, **kwargs(home)).success
-    assert validation.main(["list"]) == 0
+    assert quarantine.main(["list"]) == 0
     assert f"card_fraud {day.isoformat()} since" in capsys.readouterr().out
-    assert validation.main(["release", "card_fraud", day.isoformat()]) == 0
+    assert quarantine.main(["release", "card_fraud", day.isoformat()]) == 0
     assert not quarantine_path(home.quarantine_dir, "card_fraud", day).exists()
-    assert validation.main(["release", "card_fraud", day.isoformat()]) == 2
+    assert quarantine.main(["release", "card_fraud", day.isoformat()]) == 2
     assert capsys.readouterr().err.strip().endswith("is not in quarantine")
-    assert validation.main(["release", "card_fraud", "2026/01/01"]) == 2
+    assert quarantine.main(["release", "card_fraud", "2026/01/01"]) == 2
     # Released: the next validation runs the suite again (and fails again on the same bytes).
     result = validate_partition(card_fraud, day, **kwargs(home))
     assert any(f.expectation == "expect_column_values_to_be_unique" for f in result.failed)

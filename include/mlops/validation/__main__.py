@@ -1,5 +1,5 @@
-"""``python -m include.mlops.validation list|release``: the quarantine CLI (``suite.main``)."""
+"""``python -m include.mlops.validation list|release``: the quarantine CLI (``quarantine.main``)."""
 
-from include.mlops.validation.suite import main
+from include.mlops.validation.quarantine import main
 
 raise SystemExit(main())

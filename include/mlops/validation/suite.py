@@ -23,13 +23,16 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.mlops.common.dataset import DatasetConfig, partitions_sha256
 from include.mlops.common.files import exclusive_file_lock, write_json_atomic
 from include.mlops.settings import env_number
+from include.mlops.validation.file_checks import check_files, expected_columns, partition_rows
+from include.mlops.validation.quarantine import end_quarantine, quarantine_path
+from include.mlops.validation.results import DataValidationError, FailedExpectation, PartitionValidation
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -44,76 +47,6 @@ RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
 
 
 LABEL_CHECK = "label_maps_to_positive_or_negative"  # the config's label rule, checked beside the suite
-
-
-@dataclass
-class FailedExpectation:
-    expectation: str
-    column: str | None
-    unexpected_count: int | None
-    element_count: int | None
-    observed_value: Any = None
-    error: str | None = None
-
-    def describe(self) -> str:
-        where = f"[{self.column}]" if self.column else ""
-        if self.error:
-            detail = f"error: {self.error}"
-        elif self.expectation == "expect_column_values_to_contain_no_card_numbers":
-            detail = f"{self.unexpected_count} of {self.element_count} rows contain a card number (digits not shown)"
-        elif self.unexpected_count is not None:
-            detail = f"{self.unexpected_count} of {self.element_count} rows unexpected"
-        elif self.observed_value is None:
-            detail = "could not be evaluated (are the column's values of the expected type?)"
-        elif isinstance(self.observed_value, float):
-            detail = f"observed {self.observed_value:.4g}"
-        else:
-            detail = f"observed {self.observed_value!r}"
-        return f"{self.expectation}{where}: {detail}"
-
-
-@dataclass
-class PartitionValidation:
-    dataset: str
-    partition: str
-    sha256: str
-    suite: str
-    suite_sha256: str
-    success: bool
-    result_id: str
-    evaluated: int
-    failed: list[FailedExpectation] = field(default_factory=list)
-    data_docs: str | None = None
-    validated_at: str = ""
-    airflow_run_id: str | None = None
-    reused: bool = False
-    engine: str | None = None  # "pandas" (in memory) or "duckdb" (out of core); None before the suite ran
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> PartitionValidation:
-        raw = dict(raw)
-        raw["failed"] = [FailedExpectation(**f) for f in raw.get("failed", [])]
-        return cls(**raw)
-
-
-class DataValidationError(RuntimeError):
-    """One or more partitions failed their suite; the message names every failure."""
-
-    def __init__(self, results: list[PartitionValidation]):
-        self.results = results
-        lines = []
-        for r in results:
-            if r.success:
-                continue
-            lines.append(
-                f"partition {r.partition} of {r.dataset!r} failed suite {r.suite!r} "
-                f"({len(r.failed)} of {r.evaluated} expectations failed; quarantined):"
-            )
-            lines.extend(f"  - {f.describe()}" for f in r.failed)
-        super().__init__("\n".join(lines))
 
 
 def suite_path(expectations_dir: Path, suite: str) -> Path:
@@ -131,10 +64,6 @@ def load_suite_json(expectations_dir: Path, suite: str) -> tuple[dict[str, Any],
 
 def record_path(validation_dir: Path, dataset: str, day: dt.date, sha: str, suite_sha: str) -> Path:
     return Path(validation_dir) / dataset / f"date={day.isoformat()}" / f"{sha[:16]}-{suite_sha[:12]}.json"
-
-
-def quarantine_path(quarantine_dir: Path, dataset: str, day: dt.date) -> Path:
-    return Path(quarantine_dir) / dataset / f"date={day.isoformat()}" / "quarantine.json"
 
 
 def gx_run_name(dataset: str, day: dt.date, airflow_run_id: str | None = None) -> str:
@@ -413,76 +342,6 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
-def expected_columns(suite_json: dict[str, Any]) -> set[str] | None:
-    """The column set the suite's table-level expectation demands, if it has one."""
-    for e in suite_json.get("expectations", []):
-        if e.get("type") == "expect_table_columns_to_match_set" and e.get("kwargs", {}).get("column_set"):
-            return set(e["kwargs"]["column_set"])
-    return None
-
-
-def check_files(files: list[Path], expected: set[str] | None) -> tuple[int, list[FailedExpectation]]:
-    """Per-file checks before the partition is read as one frame: (checks made, failures).
-
-    Each file must be readable parquet (a truncated, empty or CSV file is named with why), have
-    the suite's columns (missing and unexpected ones named), and agree with the partition's
-    first file on every shared column's type (the differing file and columns named).
-    """
-    import pyarrow.parquet as pq
-
-    failures: list[FailedExpectation] = []
-    schemas = {}
-    for path in files:
-        try:
-            schemas[path] = pq.read_schema(path)  # the footer: a truncated, empty or CSV file fails here
-        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            failures.append(
-                FailedExpectation(
-                    "file_is_readable_parquet",
-                    None,
-                    None,
-                    None,
-                    error=f"{path.name}: not readable as parquet ({reason})",
-                )
-            )
-    for path, schema in schemas.items():
-        names = set(schema.names)
-        if expected is not None and names != expected:
-            missing, unexpected = sorted(expected - names), sorted(names - expected)
-            failures.append(
-                FailedExpectation(
-                    "expect_table_columns_to_match_set",
-                    None,
-                    None,
-                    None,
-                    error=f"{path.name}: missing columns {missing}, unexpected columns {unexpected}",
-                )
-            )
-    if len(schemas) > 1:
-        (first_path, first), *rest = schemas.items()
-        for path, schema in rest:
-            diffs = [
-                f"{f.name} is {f.type} (in {first_path.name}: {first.field(f.name).type})"
-                for f in schema
-                if f.name in first.names and first.field(f.name).type != f.type
-            ]
-            if diffs:
-                failures.append(
-                    FailedExpectation(
-                        "files_share_one_schema", None, None, None, error=f"{path.name}: {'; '.join(diffs)}"
-                    )
-                )
-    return len(files) * (3 if len(files) > 1 else 2), failures
-
-
-def partition_rows(files: list[Path]) -> int:
-    """Rows in a partition's files, from their footers."""
-    import pyarrow.parquet as pq
-
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
-
-
 def in_memory_rows() -> int:
     """Partitions up to this many rows are validated in memory (pandas), bigger ones out of core.
 
@@ -627,20 +486,6 @@ def validate_partition(
     return outcome
 
 
-def end_quarantine(qpath: Path, how: dict[str, Any]) -> Path:
-    """Move a quarantine record into the partition's quarantine history; returns its new path."""
-    held = json.loads(qpath.read_text())
-    stamp = next(iter(how.values())).replace(":", "").replace("+", "")
-    kept = qpath.parent / "history" / f"quarantine-{stamp}.json"
-    write_json_atomic(kept, {**held, **how})
-    qpath.unlink()
-    return kept
-
-
-def list_quarantines(quarantine_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(Path(quarantine_dir).glob("*/date=*/quarantine.json"))]
-
-
 def validate_window(cfg: DatasetConfig, days: list[dt.date], **kwargs: Any) -> list[PartitionValidation]:
     """Validate every partition of a training window; raise DataValidationError on any failure.
 
@@ -652,39 +497,4 @@ def validate_window(cfg: DatasetConfig, days: list[dt.date], **kwargs: Any) -> l
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m include.mlops.validation list | release DATASET YYYY-MM-DD``."""
-    import argparse
-    import sys
-
-    from include.mlops.common.dataset import parse_date
-    from include.mlops.settings import get_settings
-
-    parser = argparse.ArgumentParser(prog="python -m include.mlops.validation", description="Quarantined partitions")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="partitions in quarantine")
-    release = sub.add_parser("release", help="end a quarantine: the next run validates the partition again")
-    release.add_argument("dataset")
-    release.add_argument("date")
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    if args.command == "list":
-        for q in list_quarantines(settings.quarantine_dir):
-            failed = "; ".join(FailedExpectation(**f).describe() for f in q.get("failed_expectations", []))
-            print(f"{q['dataset']} {q['partition']} since {q['quarantined_at']}: {failed}")
-        return 0
-    try:
-        qpath = quarantine_path(settings.quarantine_dir, args.dataset, parse_date(args.date))
-    except ValueError as exc:
-        print(f"release: {exc}", file=sys.stderr)
-        return 2
-    if not qpath.exists():
-        print(f"release: {args.dataset} {args.date} is not in quarantine", file=sys.stderr)
-        return 2
-    kept = end_quarantine(qpath, {"released_at": dt.datetime.now(dt.UTC).isoformat()})
-    print(f"released {args.dataset} {args.date}; record kept at {kept}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+__all__ = ["DataValidationError", "FailedExpectation", "PartitionValidation", "quarantine_path"]
