@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,3 +286,16 @@ def get_settings() -> Settings:
             else KubernetesSettings()
         ),
     )
+
+
+def git_commit(root: Path) -> str:
+    """The commit the code runs from: MLOPS_GIT_COMMIT (set in images), else git, else 'unknown'."""
+    if os.environ.get("MLOPS_GIT_COMMIT"):
+        return os.environ["MLOPS_GIT_COMMIT"]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from include.mlops.pipeline import RunRef, checkpoint_fingerprint, train_job_spec, training_ranks
+from include.mlops.pipeline import RunRef
 from include.mlops.settings import get_settings
+from include.mlops.training.jobs import checkpoint_fingerprint, train_job_spec, training_ranks
 
 pytestmark = pytest.mark.unit
 

@@ -95,6 +95,7 @@ class TrainerJobOperator(KubernetesPodOperator):
     def _prepare(self, context: Context) -> tuple[JobSpec | None, dict[str, Any] | None]:
         """The job to run, or the result to return without running one."""
         from include.mlops import pipeline
+        from include.mlops.training import jobs
 
         settings = get_settings()
         k = settings.kubernetes
@@ -111,12 +112,12 @@ class TrainerJobOperator(KubernetesPodOperator):
                 return None, previous
             # MPIJob ranks run on workers without the XCom volume: rank 0 writes its result to
             # /tmp there, and the operator finds the run in MLflow by job name.
-            across_nodes = pipeline.training_ranks(params, settings)[0] > k.gpus_per_node
-            spec = pipeline.train_job_spec(
+            across_nodes = jobs.training_ranks(params, settings)[0] > k.gpus_per_node
+            spec = jobs.train_job_spec(
                 plan, run, params, settings, job_name=name, result_path=MPI_RESULT_PATH if across_nodes else None
             )
         else:
-            spec = pipeline.evaluate_job_spec(plan, self._inputs["training"], run, settings)
+            spec = jobs.evaluate_job_spec(plan, self._inputs["training"], run, settings)
         self.configure(spec, context, settings)
         return spec, None
 

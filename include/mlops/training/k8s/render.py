@@ -65,8 +65,9 @@ def render(out_dir: Path, ranks: int | None = None, partition_date: dt.date = dt
     from airflow.dag_processing.dagbag import DagBag
     from kubernetes.client import ApiClient
 
-    from include.mlops.pipeline import RunRef, git_commit, train_job_spec, training_ranks
-    from include.mlops.settings import PROJECT_ROOT, get_settings
+    from include.mlops.pipeline import RunRef
+    from include.mlops.settings import PROJECT_ROOT, get_settings, git_commit
+    from include.mlops.training.jobs import train_job_spec, training_ranks
 
     os.environ["MLOPS_LAUNCHER"] = "kubernetes"
     overrides = sorted(k for k in os.environ if k.startswith("MLOPS_K8S_"))
