@@ -25,7 +25,6 @@ from include.mlops.airflow.trainer_steps import (
     retry_delay,
     set_run_note,
     trainer_step,
-    upstream,
     wait_for_partition,
 )
 
@@ -180,18 +179,16 @@ One run per day of card transactions: `partition_date` if set, else the run's da
     },
 )
 def fraud_model_pipeline():
-    # One chain, one edge per step: each task takes its predecessor's output and reads the
-    # earlier ones it needs by task id (``upstream``), so the graph reads top to bottom.
     @task
     def plan(data_interval_start=None, dag_run=None, params=None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.mlops.common.dataset import DatasetConfigError, PartitionNotFoundError
-        from include.mlops.pipeline import plan as make_plan
+        from include.mlops.pipeline import plan_window
 
         reject_undeclared_conf()
         try:
-            return make_plan(
+            return plan_window(
                 params["dataset"],
                 params["partition_date"],
                 params["window_days"],
@@ -205,41 +202,40 @@ def fraud_model_pipeline():
     def validate(plan: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.mlops.pipeline import validate as run_validation
+        from include.mlops.pipeline import validate_windows
         from include.mlops.validation.suite import DataValidationError
 
         try:
-            return run_validation(plan, current_run())
+            return validate_windows(plan, current_run())
         except DataValidationError as exc:
             raise AirflowFailException(str(exc)) from exc
 
     @task
-    def gate(evaluation: dict, params=None) -> dict:
+    def gate(evaluation: dict, training: dict, params=None) -> dict:
         from include.mlops.evaluation.gate import run_note
-        from include.mlops.pipeline import gate as run_gate
+        from include.mlops.pipeline import apply_gate
 
-        verdict = run_gate(evaluation, upstream("train"), params)
+        verdict = apply_gate(evaluation, training, params)
         set_run_note(run_note(verdict))
         return verdict
 
     @linked_task
-    def register(verdict: dict) -> dict:
-        from include.mlops.pipeline import register as run_register
+    def register(plan: dict, validation: dict, training: dict, verdict: dict) -> dict:
+        from include.mlops.pipeline import register_version
 
-        return run_register(upstream("plan"), upstream("validate"), upstream("train"), verdict, current_run())
+        return register_version(plan, validation, training, verdict, current_run())
 
     @task.branch
-    def promote(registration: dict, dag_run=None, params=None) -> str:
+    def promote(registration: dict, verdict: dict, dag_run=None, params=None) -> str:
         """Move champion or not; the run continues through the task named after the outcome."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.mlops.evaluation.gate import run_note
-        from include.mlops.pipeline import promote as run_promote
+        from include.mlops.pipeline import decide_promotion
         from include.mlops.registry.champion import StaleVerdictError
 
-        verdict = upstream("gate")
         try:
-            outcome = run_promote(registration, verdict, dag_run.run_type, params)
+            outcome = decide_promotion(registration, verdict, dag_run.run_type, params)
         except StaleVerdictError as exc:  # retrying cannot help: the gate must look again
             raise AirflowFailException(str(exc)) from exc
         set_run_note(run_note(verdict, outcome))
@@ -247,18 +243,12 @@ def fraud_model_pipeline():
         return OUTCOME_TASKS[outcome["decision"]]
 
     @task(trigger_rule="none_failed_min_one_success")
-    def summarize() -> dict:
-        from include.mlops.pipeline import summarize as run_summary
+    def summarize(plan: dict, validation: dict, training: dict, verdict: dict, registration: dict) -> dict:
+        from include.mlops.pipeline import summarize_run
 
-        return run_summary(
-            current_run(),
-            upstream("plan"),
-            upstream("validate"),
-            upstream("train"),
-            upstream("gate"),
-            upstream("register"),
-            promotion(),
-        )
+        # What promote decided is read from its XCom: promote is a branch, and a branch skips every
+        # direct downstream task it does not choose, so summarize cannot take its output as an argument.
+        return summarize_run(current_run(), plan, validation, training, verdict, registration, promotion())
 
     @task.sensor(
         mode="reschedule",
@@ -271,15 +261,18 @@ def fraud_model_pipeline():
             params["dataset"], data_interval_start, data_interval_end, dag_run.run_type, params["partition_date"]
         )
 
+    # Each task takes what it uses as arguments, so the graph shows every dependency there is.
     planned = plan()
     validated = validate(planned)
-    trained = trainer_step("train", plan="plan", validation=validated, execution_timeout=timedelta(hours=6))
-    evaluated = trainer_step("evaluate", plan="plan", training=trained, execution_timeout=timedelta(hours=1))
-    decided = promote(register(gate(evaluated)))
+    trained = trainer_step("train", plan=planned, validation=validated, execution_timeout=timedelta(hours=6))
+    evaluated = trainer_step("evaluate", plan=planned, training=trained, execution_timeout=timedelta(hours=1))
+    verdict = gate(evaluated, trained)
+    registration = register(planned, validated, trained, verdict)
+    decided = promote(registration, verdict)
     # What became of the candidate, as a task of its own in the grid: one runs, the others skip.
     outcomes = [EmptyOperator(task_id=task_id, doc_md=doc) for task_id, doc in OUTCOME_DOCS.items()]
     wait_for_data() >> planned
-    decided >> outcomes >> summarize()
+    decided >> outcomes >> summarize(planned, validated, trained, verdict, registration)
 
 
 fraud_model_pipeline()

@@ -95,7 +95,7 @@ def partition_arrival(
     )
 
 
-def plan(
+def plan_window(
     dataset: str,
     partition_date: str | None,
     window_days: int,
@@ -171,7 +171,7 @@ def holdout_window(cfg: DatasetConfig, settings: Settings, days: list[dt.date], 
     return chosen or days
 
 
-def validate(plan_: dict[str, Any], run: RunRef, settings: Settings | None = None) -> dict[str, Any]:
+def validate_windows(plan_: dict[str, Any], run: RunRef, settings: Settings | None = None) -> dict[str, Any]:
     """GX suite on every partition of the window and of the holdout window; raises
     DataValidationError on any failure."""
     from include.mlops.validation.suite import validate_window
@@ -268,7 +268,7 @@ def reusable_training(
     return previous
 
 
-def train(
+def launch_training(
     plan_: dict[str, Any],
     run: RunRef,
     params: dict[str, Any],
@@ -285,7 +285,7 @@ def train(
     return result
 
 
-def evaluate(
+def launch_evaluation(
     plan_: dict[str, Any], training: dict[str, Any], run: RunRef, settings: Settings | None = None
 ) -> dict[str, Any]:
     """Score candidate and champion on the same held-out rows (in the trainer environment)."""
@@ -293,7 +293,7 @@ def evaluate(
     return run_trainer_job_locally(evaluate_job_spec(plan_, training, run, settings), settings)
 
 
-def gate(
+def apply_gate(
     evaluation: dict[str, Any], training: dict[str, Any], params: dict[str, Any], settings: Settings | None = None
 ) -> dict[str, Any]:
     """Apply the gate policy; log the verdict to the candidate's MLflow run and return it."""
@@ -334,7 +334,7 @@ def _decided_verdict(client, training_run_id: str) -> dict[str, Any] | None:
     return mlflow.artifacts.load_dict(f"runs:/{training_run_id}/gate/verdict.json")
 
 
-def register(
+def register_version(
     plan_: dict[str, Any],
     validation: dict[str, Any],
     training: dict[str, Any],
@@ -391,7 +391,7 @@ def beats_champion(verdict: dict[str, Any]) -> bool | None:
     return check["value"] > champion + tolerance
 
 
-def promote(
+def decide_promotion(
     registration: dict[str, Any],
     verdict: dict[str, Any],
     run_type: str = "manual",
@@ -406,8 +406,7 @@ def promote(
     changes nothing. Otherwise compare-and-set under the champion lock.
     """
 
-    from include.mlops.registry.champion import promote as promote_alias
-    from include.mlops.registry.champion import record_decision, recorded_decision
+    from include.mlops.registry.champion import move_champion, record_decision, recorded_decision
 
     settings = settings or get_settings()
     params = params or {}
@@ -424,7 +423,7 @@ def promote(
         why = "backfill run: candidate registered, champion not moved (set promote_from_backfill to allow it)"
         decided = record_decision(client, name, version, "held", why)
     else:
-        outcome = promote_alias(
+        outcome = move_champion(
             client,
             name,
             version,
@@ -438,7 +437,7 @@ def promote(
     return {**registration, "promoted": False, "decision": decided["decision"], "reason": decided["reason"]}
 
 
-def summarize(
+def summarize_run(
     run: RunRef,
     plan_: dict[str, Any],
     validation: dict[str, Any],

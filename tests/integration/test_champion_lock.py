@@ -60,7 +60,7 @@ def _move(uri, action, version, expected, start_at, queue):
     time.sleep(max(0.0, start_at - time.time()))
     try:
         if action == "promote":
-            out = registry.promote(client, NAME, version, expected, reason=f"racer {version}")
+            out = registry.move_champion(client, NAME, version, expected, reason=f"racer {version}")
         else:
             out = registry.rollback(client, NAME)
         queue.put((action, version, "ok", out))
@@ -95,7 +95,7 @@ def _consistent(client):
 
 def test_two_promoters_at_once_one_wins_and_history_has_every_move(store, tmp_path):
     client, (v1, v2, v3) = _register(store, tmp_path, 3)
-    registry.promote(client, NAME, v1, None)
+    registry.move_champion(client, NAME, v1, None)
     results = _race(store, [("promote", v2, v1), ("promote", v3, v1)])
     outcomes = sorted(r[2] for r in results)
     assert outcomes == ["ok", "refused"], results
@@ -109,8 +109,8 @@ def test_two_promoters_at_once_one_wins_and_history_has_every_move(store, tmp_pa
 
 def test_promotion_racing_a_rollback_stays_consistent(store, tmp_path):
     client, (v1, v2, v3) = _register(store, tmp_path, 3)
-    registry.promote(client, NAME, v1, None)
-    registry.promote(client, NAME, v2, v1)
+    registry.move_champion(client, NAME, v1, None)
+    registry.move_champion(client, NAME, v2, v1)
     results = _race(store, [("promote", v3, v2), ("rollback", None, None)])
     champion, history = _consistent(client)
     done = [r for r in results if r[2] == "ok"]
@@ -123,11 +123,11 @@ def test_promotion_racing_a_rollback_stays_consistent(store, tmp_path):
 
 def test_a_lock_not_taken_stops_the_move(store, tmp_path, monkeypatch):
     client, (v1, v2) = _register(store, tmp_path, 2)
-    registry.promote(client, NAME, v1, None)
+    registry.move_champion(client, NAME, v1, None)
     monkeypatch.setenv("MLOPS_REGISTRY_LOCK_TIMEOUT", "1")
     with champion_lock(store, NAME):
         with pytest.raises(LockNotTakenError, match=r"held its lock.* for over 1 s"):
-            registry.promote(client, NAME, v2, v1)
+            registry.move_champion(client, NAME, v2, v1)
         with pytest.raises(LockNotTakenError):
             registry.rollback(client, NAME, to_version=v1)
         # Another model's lock is independent.
@@ -135,7 +135,7 @@ def test_a_lock_not_taken_stops_the_move(store, tmp_path, monkeypatch):
             pass
     assert str(client.get_registered_model(NAME).aliases["champion"]) == v1
     assert len(registry.history(client, NAME)) == 1
-    assert registry.promote(client, NAME, v2, v1)["promoted"]
+    assert registry.move_champion(client, NAME, v2, v1)["promoted"]
 
 
 def _hold_lock(uri, ready):

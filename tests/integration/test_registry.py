@@ -45,18 +45,18 @@ def test_promote_compare_and_set_history_and_rollback(client, tmp_path):
     r1, u1 = new_run(client, tmp_path)
     r2, u2 = new_run(client, tmp_path)
     v1, _ = registry.register_candidate(client, NAME, u1, r1, {"gate.passed": "true"})
-    out = registry.promote(client, NAME, v1.version, expected_champion=None)
+    out = registry.move_champion(client, NAME, v1.version, expected_champion=None)
     assert out["promoted"] and out["previous"] is None
     # Re-running the same promotion is a no-op.
-    assert registry.promote(client, NAME, v1.version, expected_champion=None)["already_champion"]
+    assert registry.move_champion(client, NAME, v1.version, expected_champion=None)["already_champion"]
 
     v2, _ = registry.register_candidate(client, NAME, u2, r2, {})
     # A verdict computed before v1 became champion is stale: refuse, leave champion alone.
     with pytest.raises(registry.StaleVerdictError, match="champion is now 1"):
-        registry.promote(client, NAME, v2.version, expected_champion=None)
+        registry.move_champion(client, NAME, v2.version, expected_champion=None)
     assert str(registry.get_alias(client, NAME, "champion").version) == str(v1.version)
 
-    registry.promote(client, NAME, v2.version, expected_champion=v1.version, reason="better")
+    registry.move_champion(client, NAME, v2.version, expected_champion=v1.version, reason="better")
     assert str(registry.get_alias(client, NAME, "champion").version) == str(v2.version)
     hist = registry.history(client, NAME)
     assert [h["version"] for h in hist] == ["1", "2"]
@@ -74,7 +74,7 @@ def test_rollback_errors(client, tmp_path):
     v1, _ = registry.register_candidate(client, NAME, u1, r1, {})
     with pytest.raises(registry.RegistryError, match="no champion to roll back"):
         registry.rollback(client, NAME)
-    registry.promote(client, NAME, v1.version, None)
+    registry.move_champion(client, NAME, v1.version, None)
     with pytest.raises(registry.RegistryError, match="no earlier champion"):
         registry.rollback(client, NAME)
     with pytest.raises(mlflow.exceptions.MlflowException):
@@ -104,7 +104,7 @@ def test_rollbacks_walk_back_and_refuse_ungated_versions(client, tmp_path):
     for _ in range(3):
         run_id, uri = new_run(client, tmp_path)
         v, _ = registry.register_candidate(client, NAME, uri, run_id, {"gate.passed": "true"})
-        registry.promote(client, NAME, v.version, versions[-1] if versions else None)
+        registry.move_champion(client, NAME, v.version, versions[-1] if versions else None)
         versions.append(str(v.version))
     assert registry.rollback(client, NAME) == {"champion": versions[1], "previous": versions[2]}
     # The second rollback goes further back, not to the version the first one removed.
@@ -169,7 +169,7 @@ def test_forty_promotions_keep_every_write_small(client, tmp_path):
     for _ in range(40):
         run_id, uri = new_run(client, tmp_path)
         v, _ = registry.register_candidate(client, NAME, uri, run_id, {"gate.passed": "true"})
-        registry.promote(client, NAME, v.version, previous, reason="PASS floor: ...; " * 400)  # 6800 characters
+        registry.move_champion(client, NAME, v.version, previous, reason="PASS floor: ...; " * 400)  # 6800 characters
         if previous is not None:
             assert str(registry.get_alias(client, NAME, "previous-champion").version) == previous
         previous = str(v.version)
@@ -184,7 +184,7 @@ def test_history_reads_the_legacy_single_tag_first(client, tmp_path):
     v, _ = registry.register_candidate(client, NAME, uri, run_id, {"gate.passed": "true"})
     legacy = [{"version": "1", "at": "2026-01-01T00:00:00+00:00", "action": "promote", "previous": None}]
     client.set_registered_model_tag(NAME, registry.HISTORY_TAG, json.dumps(legacy))
-    registry.promote(client, NAME, v.version, None)
+    registry.move_champion(client, NAME, v.version, None)
     history = registry.history(client, NAME)
     assert history[0]["at"] == legacy[0]["at"] and len(history) == 2
 
@@ -198,9 +198,9 @@ def _candidate(client, tmp_path, interval_end, gated="true"):
 
 def test_an_older_window_never_replaces_the_champion(client, tmp_path):
     _, _, v1 = _candidate(client, tmp_path, "2026-01-05T00:00:00+00:00")
-    registry.promote(client, NAME, v1, None)
+    registry.move_champion(client, NAME, v1, None)
     _, _, v2 = _candidate(client, tmp_path, "2026-01-03T00:00:00+00:00")  # a backfill's day
-    out = registry.promote(client, NAME, v2, v1)
+    out = registry.move_champion(client, NAME, v2, v1)
     assert not out["promoted"] and out["decided"]["decision"] == "held"
     assert "before champion 1's" in out["decided"]["reason"]
     assert str(registry.get_alias(client, NAME, "champion").version) == v1
@@ -209,11 +209,11 @@ def test_an_older_window_never_replaces_the_champion(client, tmp_path):
 
 def test_a_decided_version_is_left_alone_by_a_rerun(client, tmp_path):
     run_id, uri, v1 = _candidate(client, tmp_path, "2026-01-05T00:00:00+00:00")
-    registry.promote(client, NAME, v1, None)
+    registry.move_champion(client, NAME, v1, None)
     decision = registry.recorded_decision(client.get_model_version(NAME, v1))
     assert decision["decision"] == "promoted"
     _, _, v2 = _candidate(client, tmp_path, "2026-01-06T00:00:00+00:00")
-    registry.promote(client, NAME, v2, v1)
+    registry.move_champion(client, NAME, v2, v1)
     before = client.get_model_version(NAME, v1).tags
     # The rerun of v1's run: registration and promotion change no tag and no alias.
     again, created = registry.register_candidate(
@@ -222,13 +222,13 @@ def test_a_decided_version_is_left_alone_by_a_rerun(client, tmp_path):
     assert not created and str(again.version) == v1
     assert client.get_model_version(NAME, v1).tags == before
     assert str(registry.get_alias(client, NAME, "challenger").version) == v2
-    out = registry.promote(client, NAME, v1, v2)
+    out = registry.move_champion(client, NAME, v1, v2)
     assert not out["promoted"] and out["decided"] == decision
     assert str(registry.get_alias(client, NAME, "champion").version) == v2
 
 
 def test_backfill_runs_register_but_never_promote_unless_asked(client, tmp_path):
-    from include.mlops.pipeline import promote as decide_promotion
+    from include.mlops.pipeline import decide_promotion
     from include.mlops.settings import get_settings
 
     home = get_settings()  # the store the client fixture chose
@@ -257,17 +257,17 @@ def test_backfill_runs_register_but_never_promote_unless_asked(client, tmp_path)
 
 def test_no_better_beyond_noise_on_data_no_newer_keeps_the_champion(client, tmp_path):
     _, _, v1 = _candidate(client, tmp_path, "2026-01-05T00:00:00+00:00")
-    registry.promote(client, NAME, v1, None)
+    registry.move_champion(client, NAME, v1, None)
     # A same-day rerun that scored the same: the champion stays.
     _, _, v2 = _candidate(client, tmp_path, "2026-01-05T00:00:00+00:00")
-    out = registry.promote(client, NAME, v2, v1, beats_champion=False)
+    out = registry.move_champion(client, NAME, v2, v1, beats_champion=False)
     assert out["decided"]["decision"] == "held" and "beyond noise" in out["decided"]["reason"]
     # Better beyond noise on the same data: promoted.
     _, _, v3 = _candidate(client, tmp_path, "2026-01-05T00:00:00+00:00")
-    assert registry.promote(client, NAME, v3, v1, beats_champion=True)["promoted"]
+    assert registry.move_champion(client, NAME, v3, v1, beats_champion=True)["promoted"]
     # As good (within noise) but trained on newer data: promoted.
     _, _, v4 = _candidate(client, tmp_path, "2026-01-06T00:00:00+00:00")
-    assert registry.promote(client, NAME, v4, v3, beats_champion=False)["promoted"]
+    assert registry.move_champion(client, NAME, v4, v3, beats_champion=False)["promoted"]
 
 
 def test_beats_champion_reads_the_gate_s_comparison():

@@ -6,7 +6,7 @@ import pytest
 
 from devstack.datagen import write_day
 from include.mlops.common.dataset import PartitionNotFoundError
-from include.mlops.pipeline import plan
+from include.mlops.pipeline import plan_window
 from tests.conftest import DAY0
 
 pytestmark = pytest.mark.unit
@@ -16,7 +16,7 @@ def test_missing_partitions_are_named_with_the_runs_day(home):
     write_day(home.lake, DAY0 + dt.timedelta(days=1), 2000)
     day = DAY0 + dt.timedelta(days=2)
     with pytest.raises(PartitionNotFoundError) as err:
-        plan("card_fraud", day.isoformat(), 3, None, settings=home)
+        plan_window("card_fraud", day.isoformat(), 3, None, settings=home)
     message = str(err.value)
     assert message.startswith(f"run for {day.isoformat()}: no data for 2 of the 3 partitions")
     assert f"({DAY0.isoformat()}, {day.isoformat()})" in message and "\n" not in message
@@ -25,7 +25,7 @@ def test_missing_partitions_are_named_with_the_runs_day(home):
 def test_plan_hashes_the_window(home):
     for i in range(2):
         write_day(home.lake, DAY0 + dt.timedelta(days=i), 2000)
-    out = plan("card_fraud", (DAY0 + dt.timedelta(days=1)).isoformat(), 2, None, settings=home)
+    out = plan_window("card_fraud", (DAY0 + dt.timedelta(days=1)).isoformat(), 2, None, settings=home)
     assert out["partitions"] == [DAY0.isoformat(), (DAY0 + dt.timedelta(days=1)).isoformat()]
     assert len(out["sha256"]) == 64 and out["files"] >= 2
 
@@ -34,16 +34,16 @@ def test_candidate_and_champion_are_scored_on_the_newest_days_not_the_runs_own(h
     for i in range(5):
         write_day(home.lake, DAY0 + dt.timedelta(days=i), 2000)
     days = [(DAY0 + dt.timedelta(days=i)).isoformat() for i in range(5)]
-    older = plan("card_fraud", days[1], 2, None, settings=home)  # a backfill's day, say
+    older = plan_window("card_fraud", days[1], 2, None, settings=home)  # a backfill's day, say
     assert older["partitions"] == days[0:2]
     assert older["holdout_partitions"] == days[3:5] and older["holdout_sha256"] != older["sha256"]
-    newest = plan("card_fraud", days[4], 2, None, settings=home)
+    newest = plan_window("card_fraud", days[4], 2, None, settings=home)
     assert newest["holdout_partitions"] == newest["partitions"] and newest["holdout_sha256"] == newest["sha256"]
     # A newest day in quarantine is not scored on: the newest days that are not.
     quarantined = home.quarantine_dir / "card_fraud" / f"date={days[4]}" / "quarantine.json"
     quarantined.parent.mkdir(parents=True)
     quarantined.write_text("{}")
-    assert plan("card_fraud", days[1], 2, None, settings=home)["holdout_partitions"] == [days[3]]
+    assert plan_window("card_fraud", days[1], 2, None, settings=home)["holdout_partitions"] == [days[3]]
 
 
 def test_a_manual_run_without_a_day_trains_on_the_newest_partition_whatever_its_logical_date(home):
@@ -51,8 +51,8 @@ def test_a_manual_run_without_a_day_trains_on_the_newest_partition_whatever_its_
         write_day(home.lake, DAY0 + dt.timedelta(days=i), 2000)
     today = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)  # the UI form's logical date: no data that day
     assert (
-        plan("card_fraud", None, 1, today, settings=home, run_type="manual")["partition_date"]
+        plan_window("card_fraud", None, 1, today, settings=home, run_type="manual")["partition_date"]
         == (DAY0 + dt.timedelta(days=1)).isoformat()
     )
     with pytest.raises(PartitionNotFoundError, match="run for 2026-11-28"):
-        plan("card_fraud", None, 1, today, settings=home, run_type="scheduled")
+        plan_window("card_fraud", None, 1, today, settings=home, run_type="scheduled")

@@ -117,11 +117,6 @@ OUTCOME_DOCS = {
 PROMOTION_KEY = "promotion"
 
 
-def upstream(task_id: str) -> Any:
-    """The output of an earlier task of this DAG run (its ``return_value`` XCom)."""
-    return get_current_context()["ti"].xcom_pull(task_ids=task_id)
-
-
 def push_promotion(outcome: dict) -> None:
     get_current_context()["ti"].xcom_push(PROMOTION_KEY, outcome)
 
@@ -131,11 +126,6 @@ def promotion() -> dict | None:
     return get_current_context()["ti"].xcom_pull(task_ids="promote", key=PROMOTION_KEY)
 
 
-def resolve_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
-    """Inputs given as a task id (a string) are that task's output; others are values."""
-    return {name: upstream(value) if isinstance(value, str) else value for name, value in inputs.items()}
-
-
 def current_run():
     from include.mlops.pipeline import RunRef
 
@@ -143,26 +133,26 @@ def current_run():
     return RunRef(dag_id=ctx["dag"].dag_id, run_id=ctx["run_id"])
 
 
-def _train_here(plan: dict | str, validation: dict, params=None) -> dict:
-    from include.mlops.pipeline import train
+def launch_training_here(plan: dict, validation: dict, params=None) -> dict:
+    """The local launcher's ``train`` task (``validation``: the edge that orders it after validate)."""
+    from include.mlops.pipeline import launch_training
 
-    return train(resolve_inputs({"plan": plan})["plan"], current_run(), params)
-
-
-def _evaluate_here(plan: dict | str, training: dict) -> dict:
-    from include.mlops.pipeline import evaluate
-
-    return evaluate(resolve_inputs({"plan": plan})["plan"], training, current_run())
+    return launch_training(plan, current_run(), params)
 
 
-_LOCAL = {"train": _train_here, "evaluate": _evaluate_here}
+def launch_evaluation_here(plan: dict, training: dict) -> dict:
+    from include.mlops.pipeline import launch_evaluation
+
+    return launch_evaluation(plan, training, current_run())
+
+
+_LOCAL = {"train": launch_training_here, "evaluate": launch_evaluation_here}
 
 
 def trainer_step(job: str, *, execution_timeout: timedelta, **inputs: Any) -> XComArg:
     """The ``train`` or ``evaluate`` step of a pipeline, run by the configured launcher.
 
-    An input given as a task id (a string) is read from that task's output when the step runs,
-    without an edge in the graph; an XComArg is passed as usual.
+    Inputs are XComArgs of the tasks they come from, so each is an edge in the graph.
     """
     if launcher_from_env() == "kubernetes":
         from include.mlops.training.k8s.operators import TrainerJobOperator

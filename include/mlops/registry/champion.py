@@ -1,7 +1,7 @@
 """MLflow model registry: idempotent registration, alias promotion, history and rollback.
 
 Aliases, not stages: every candidate gets ``challenger``; ``champion`` moves only through
-``promote`` (compare-and-set against the champion the gate compared with) or ``rollback``.
+``move_champion`` (compare-and-set against the champion the gate compared with) or ``rollback``.
 Each move of ``champion`` is recorded first, as its own small registered-model tag
 (``champion.move.<n>``), and only then does the alias move; ``previous-champion`` names the
 version it replaced. One tag per move keeps every write small: MLflow's SQL stores declare tag
@@ -128,7 +128,7 @@ def history(client: MlflowClient, name: str) -> list[dict[str, Any]]:
     return legacy + moves
 
 
-def _move_champion(client: MlflowClient, name: str, version: str, event: dict[str, Any]) -> None:
+def _record_move_then_point_alias(client: MlflowClient, name: str, version: str, event: dict[str, Any]) -> None:
     """Record the move, then move the pointers: a crash in between leaves a record a retry can see."""
     tags = client.get_registered_model(name).tags
     numbers = [int(k[len(MOVE_TAG_PREFIX) :]) for k in tags if k.startswith(MOVE_TAG_PREFIX)]
@@ -152,7 +152,7 @@ def _move_champion(client: MlflowClient, name: str, version: str, event: dict[st
     client.set_model_version_tag(name, version, "champion.promoted_at", entry["at"])
 
 
-def promote(
+def move_champion(
     client: MlflowClient,
     name: str,
     version: str,
@@ -169,10 +169,10 @@ def promote(
     newer than the champion's.
     """
     with champion_lock(client.tracking_uri, name):
-        return _promote_locked(client, name, version, expected_champion, reason, beats_champion)
+        return _move_champion_locked(client, name, version, expected_champion, reason, beats_champion)
 
 
-def _promote_locked(
+def _move_champion_locked(
     client: MlflowClient,
     name: str,
     version: str,
@@ -214,7 +214,9 @@ def _promote_locked(
             f"{name}: champion is now {current_version or 'unset'}, but the gate compared against "
             f"{expected_champion or 'no champion'}; re-run evaluation before promoting version {version}"
         )
-    _move_champion(client, name, str(version), {"previous": current_version, "action": "promote", "reason": reason})
+    _record_move_then_point_alias(
+        client, name, str(version), {"previous": current_version, "action": "promote", "reason": reason}
+    )
     record_decision(client, name, str(version), "promoted", reason or "gate passed")
     log.info("%s: champion %s -> %s", name, current_version, version)
     return {"promoted": True, "already_champion": False, "previous": current_version}
@@ -247,7 +249,7 @@ def rollback(client: MlflowClient, name: str, to_version: str | None = None, for
 
     Repeated rollbacks walk further back through the history. A version that never passed a
     gate (``gate.passed`` != ``true``) is refused unless ``force``. Runs under the model's
-    champion lock, like ``promote``.
+    champion lock, like ``move_champion``.
     """
     with champion_lock(client.tracking_uri, name):
         return _rollback_locked(client, name, to_version, force)
@@ -269,7 +271,7 @@ def _rollback_locked(client: MlflowClient, name: str, to_version: str | None, fo
             "pass --force to make it champion anyway"
         )
     event = {"previous": str(current.version), "action": "rollback", **({"forced": True} if force else {})}
-    _move_champion(client, name, str(to_version), event)
+    _record_move_then_point_alias(client, name, str(to_version), event)
     return {"champion": str(to_version), "previous": str(current.version)}
 
 

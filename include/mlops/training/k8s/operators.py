@@ -103,7 +103,7 @@ class TrainerJobOperator(KubernetesPodOperator):
         run = pipeline.RunRef(dag_id=context["dag"].dag_id, run_id=context["run_id"])
         params = context["params"]
         ti = context["ti"]
-        self._inputs = {k: ti.xcom_pull(task_ids=v) if isinstance(v, str) else v for k, v in self.job_inputs.items()}
+        self._inputs = dict(self.job_inputs)  # XComArgs, resolved when the templates were rendered
         plan = self._inputs["plan"]
         name = job_name(self.job, run.dag_id, run.run_id, ti.try_number)
         if self.job == "train":
