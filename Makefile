@@ -99,9 +99,9 @@ demo: env trainer-env docs-assets
 
 # Three workers (pytest-xdist), each taking whole test files in conftest's longest-first order
 # (--no-loadscope-reorder keeps it): the end-to-end modules spend much of their time waiting
-# (task scheduling, pods, retry delays). 19 to 22 minutes on 2 cores (fresh clones: 1160 s for 407
-# tests; 1342 s for 416 in an hour when make demo also ran slower), the README's backfill module
-# (eight pipeline runs, three of them one after another) the longest.
+# (task scheduling, pods, retry delays). About 21 minutes on 2 cores (a fresh clone at beaafd7:
+# 1294 s for 424 tests), the README's backfill module (eight pipeline runs, three of them one after
+# another) the longest; the budget is 15 (issue 17).
 test: env trainer-env lint-env postgres-server browser docs-assets
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder
