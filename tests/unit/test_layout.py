@@ -119,3 +119,19 @@ def test_the_rules_see_a_violation():
         ROOT / "include" / "mlops" / "pipeline.py", load_time_only=True
     )
     assert "include.mlops.settings" in existing(imports(ROOT / "devstack" / "cli.py", load_time_only=True))
+
+
+def test_a_unit_test_cannot_start_a_program_fork_or_open_a_socket():
+    """The unit marker cannot lie: tests/conftest.py makes these fail in any unit test."""
+    import os
+    import socket
+    import subprocess
+
+    from tests.conftest import UnitTierViolation
+
+    with pytest.raises(UnitTierViolation, match="started a subprocess"):
+        subprocess.run(["true"], check=False)
+    with pytest.raises(UnitTierViolation, match="forked"):
+        os.fork()
+    with pytest.raises(UnitTierViolation, match="opened a network connection"):
+        socket.create_connection(("127.0.0.1", 9), timeout=1)
