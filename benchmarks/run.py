@@ -133,7 +133,6 @@ def _trainer_env(lake: Path, out: Path, experiment: str) -> dict[str, str]:
         "MLOPS_LAKE": str(lake),
         "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db",
         "MLOPS_MLFLOW_ARTIFACT_ROOT": str(out / "artifacts"),
-        "MLOPS_EXPERIMENT": experiment,
     }
 
 

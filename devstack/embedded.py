@@ -54,7 +54,6 @@ def embedded_env(settings: Settings, api_port: int = 8080, base: dict[str, str] 
         "MLOPS_HOME": str(home),
         "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "MLOPS_MLFLOW_ARTIFACT_ROOT": settings.mlflow_artifact_root,
-        "MLOPS_EXPERIMENT": settings.experiment,
         "MLOPS_TRAINER_VENV": str(settings.trainer_venv),
         "PYTHONPATH": str(settings.project_root),
     }
@@ -92,9 +91,18 @@ def _sqlite_wal(conn: str) -> None:
         db.execute("PRAGMA journal_mode=WAL")
 
 
-def bootstrap(settings: Settings) -> dict[str, str]:
+def ensure_dataset_experiments(settings: Settings, tracking_uri: str, artifact_root: str | None) -> list[str]:
+    """Each dataset's MLflow experiment (its config names it), so the UI's links work before a first run."""
+    from include.mlops.common.dataset import load_dataset_config
     from include.mlops.common.tracking import ensure_experiment
 
+    names = sorted({load_dataset_config(path).experiment for path in settings.datasets_dir.glob("*.yaml")})
+    for name in names:
+        ensure_experiment(tracking_uri, name, artifact_root)
+    return names
+
+
+def bootstrap(settings: Settings) -> dict[str, str]:
     env = embedded_env(settings)
     for sub in ("airflow", "mlflow/artifacts", "lake", "gx", "runs"):
         (settings.home / sub).mkdir(parents=True, exist_ok=True)
@@ -108,5 +116,5 @@ def bootstrap(settings: Settings) -> dict[str, str]:
         _sqlite_wal(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
         stamp.write_text(dt.datetime.now(dt.UTC).isoformat())
     os.environ.update({k: env[k] for k in ("MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_ARTIFACT_ROOT")})
-    ensure_experiment(settings.mlflow_tracking_uri, settings.experiment, settings.mlflow_artifact_root)
+    ensure_dataset_experiments(settings, settings.mlflow_tracking_uri, settings.mlflow_artifact_root)
     return env

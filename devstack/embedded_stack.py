@@ -68,6 +68,7 @@ class Stack:
         self.components = (*COMPONENTS, "triggerer") if triggerer else COMPONENTS
         self.procs: list[subprocess.Popen] = []
         self.token: str | None = None
+        self.dag_of: dict[str, str] = {}
         self.logfile = home / "airflow.log"
 
     def pids(self) -> list[int]:
@@ -112,7 +113,9 @@ class Stack:
         def ready() -> bool:
             health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
             if health.get("scheduler", {}).get("status") == "healthy" and self.login():
-                return self.get(f"/api/v2/dags/{DAG_ID}").status_code == 200
+                # Every DAG file parsed (one DAG each), not only the first.
+                dags = self.get("/api/v2/dags?limit=100").json()
+                return dags.get("total_entries", 0) >= len(list((self.settings.project_root / "dags").glob("*.py")))
             return False
 
         self._wait_until(deadline, ready)
@@ -164,9 +167,14 @@ class Stack:
     def post(self, path: str, body: dict) -> requests.Response:
         return self._request("POST", path, body)
 
-    def trigger(self, conf: dict) -> str:
+    def _dag(self, run_id: str) -> str:
+        """The DAG of a run this stack triggered (default: the card-fraud pipeline's)."""
+        return self.dag_of.get(run_id, DAG_ID)
+
+    def trigger(self, conf: dict, dag_id: str = DAG_ID) -> str:
         run_id = f"manual__{uuid.uuid4().hex[:12]}"
-        r = self.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+        self.dag_of[run_id] = dag_id
+        r = self.post(f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
         # 409: an earlier attempt created the run before its response was lost.
         assert r.status_code in (200, 409), r.text
         return run_id
@@ -174,19 +182,20 @@ class Stack:
     def wait(self, run_id: str, timeout: float = 600) -> str:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            state = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
+            state = self.get(f"/api/v2/dags/{self._dag(run_id)}/dagRuns/{run_id}").json()["state"]
             if state in ("success", "failed"):
                 return state
             time.sleep(3)
         raise AssertionError(f"run {run_id} still {state} after {timeout}s:\n{self.tail()}")
 
     def task_states(self, run_id: str) -> dict[str, str]:
-        r = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
+        r = self.get(f"/api/v2/dags/{self._dag(run_id)}/dagRuns/{run_id}/taskInstances")
         return {t["task_id"]: t["state"] for t in r.json()["task_instances"]}
 
     def task_log(self, run_id: str, task_id: str, try_number: int = 1) -> str:
         r = self.get(
-            f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+            f"/api/v2/dags/{self._dag(run_id)}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+            "?full_content=true"
         )
         assert r.status_code == 200, r.text
         lines = []
@@ -201,7 +210,7 @@ class Stack:
 
     def set_task_state(self, run_id: str, task_id: str, state: str) -> requests.Response:
         return self._request(
-            "PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}", {"new_state": state}
+            "PATCH", f"/api/v2/dags/{self._dag(run_id)}/dagRuns/{run_id}/taskInstances/{task_id}", {"new_state": state}
         )
 
     def tail(self, n: int = 80) -> str:

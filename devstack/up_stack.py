@@ -234,7 +234,7 @@ class UpStack:
     def up(self) -> dict[str, str]:
         import requests
 
-        from include.mlops.common.tracking import ensure_experiment
+        from devstack.embedded import ensure_dataset_experiments
 
         pg, urls = self.postgres(), self.urls()
         for sub in ("lake", "gx", "runs"):
@@ -252,7 +252,7 @@ class UpStack:
             self._start("mlflow", env)
         self._wait("MLflow", lambda: requests.get(f"{urls['mlflow']}/health", timeout=3).ok)
         os.environ.update({k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")})
-        ensure_experiment(urls["mlflow"], self.settings.experiment, None)
+        ensure_dataset_experiments(self.settings, urls["mlflow"], None)
         airflow = [s for s in SERVICES if s.startswith("airflow-")]
         if any(self._pid(s) is None for s in airflow):
             subprocess.run(

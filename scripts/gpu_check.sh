@@ -354,7 +354,7 @@ for k in "${RANKS[@]}"; do
         export PATH="$VENV/bin:$PATH" VIRTUAL_ENV="$VENV" PYTHONPATH="$ROOT" PYTHONUNBUFFERED=1
         export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}" TF_FORCE_GPU_ALLOW_GROWTH=true
         export MLOPS_LAKE="$LAKE" MLFLOW_TRACKING_URI="sqlite:///$WORK/mlflow.db"
-        export MLOPS_MLFLOW_ARTIFACT_ROOT="$WORK/artifacts" MLOPS_EXPERIMENT=gpu-check
+        export MLOPS_MLFLOW_ARTIFACT_ROOT="$WORK/artifacts"
         if [[ -n $NCCL_LIB ]]; then
             export LD_LIBRARY_PATH="$NCCL_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         fi

@@ -1,4 +1,4 @@
-"""The steps of ``fraud_model_pipeline``; the DAG file only wires them.
+"""The steps of a pipeline DAG (``include.mlops.airflow.dag_factory`` wires them), for any dataset.
 
 Every step takes and returns small JSON-serialisable dicts (references: partition dates,
 hashes, MLflow run ids, model URIs, registry versions), never data or models.
@@ -13,6 +13,7 @@ from typing import Any
 
 from include.mlops.common.dataset import (
     DatasetConfig,
+    DatasetConfigError,
     PartitionNotFoundError,
     load_dataset_config,
     parse_date,
@@ -102,15 +103,22 @@ def plan_window(
     data_interval_start: dt.datetime | None,
     settings: Settings | None = None,
     run_type: str = "scheduled",
+    dag_id: str | None = None,
 ) -> dict[str, Any]:
     """Which partitions this run validates and trains on, with their content hash.
 
     The run's day is, in order: the ``partition_date`` param; the start of the run's data
     interval for scheduled and backfill runs; the newest partition in the lake for any other
     run (a manual trigger, from the UI's form with its defaults, the API or the CLI).
+    `dag_id`: the DAG of the run, which must be the one the dataset's config names.
     """
     settings = settings or get_settings()
     cfg = load_dataset_config(settings.dataset_config_path(dataset))
+    if dag_id is not None and dag_id != cfg.dag_id:
+        raise DatasetConfigError(
+            f"DAG {dag_id} runs dataset {dataset!r}, but {cfg.source} names dag_id {cfg.dag_id!r}: "
+            "make the DAG file and the config agree"
+        )
     if partition_date:
         day = parse_date(partition_date)
     elif data_interval_start is not None and getattr(run_type, "value", run_type) in ("scheduled", BACKFILL):

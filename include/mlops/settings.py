@@ -10,7 +10,6 @@ MLflow server, object storage and the Kubernetes launcher.
 | ``MLOPS_LAKE`` | ``$MLOPS_HOME/lake`` |
 | ``MLFLOW_TRACKING_URI`` | ``sqlite:///$MLOPS_HOME/mlflow/mlflow.db`` |
 | ``MLOPS_MLFLOW_ARTIFACT_ROOT`` | ``$MLOPS_HOME/mlflow/artifacts`` |
-| ``MLOPS_EXPERIMENT`` | ``fraud_model_pipeline`` |
 | ``MLOPS_TRAINER_VENV`` | ``<repo>/.venv-trainer`` |
 | ``MLOPS_LAUNCHER`` | ``local`` (or ``kubernetes``) |
 | ``MLOPS_REGISTRY_LOCK_URI`` | the tracking URI when it is a database (see ``registry_lock``) |
@@ -222,7 +221,6 @@ class Settings:
     lake: Path
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
-    experiment: str
     trainer_venv: Path
     launcher: str
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
@@ -261,7 +259,6 @@ class Settings:
             "MLOPS_LAKE": str(self.lake),
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
             "MLOPS_MLFLOW_ARTIFACT_ROOT": self.mlflow_artifact_root,
-            "MLOPS_EXPERIMENT": self.experiment,
         }
 
 
@@ -277,7 +274,6 @@ def get_settings() -> Settings:
         lake=Path(env.get("MLOPS_LAKE", home / "lake")).resolve(),
         mlflow_tracking_uri=tracking_uri,
         mlflow_artifact_root=env.get("MLOPS_MLFLOW_ARTIFACT_ROOT", str(home / "mlflow" / "artifacts")),
-        experiment=env.get("MLOPS_EXPERIMENT", "fraud_model_pipeline"),
         trainer_venv=Path(env.get("MLOPS_TRAINER_VENV", root / ".venv-trainer")).resolve(),
         launcher=launcher,
         kubernetes=(

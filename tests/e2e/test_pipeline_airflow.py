@@ -263,8 +263,9 @@ def test_defective_partition_fails_validation_and_leaves_registry_alone(stack):
 
 def test_a_second_dataset_runs_from_its_config_and_suite_alone(stack):
     """README's "Adding a dataset", verbatim: ISLP's Default table (string label, other columns, a
-    categorical feature) through the same DAG with the default settings; scored against a
-    logistic regression on the same held-out rows."""
+    categorical feature) through its own DAG from the factory (dags/credit_default_pipeline.py), its own
+    registered model and MLflow experiment, with the default settings; scored against a logistic
+    regression on the same held-out rows."""
     import numpy as np
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
@@ -276,11 +277,14 @@ def test_a_second_dataset_runs_from_its_config_and_suite_alone(stack):
 
     cfg = load_dataset_config(ROOT / "datasets" / "credit_default.yaml")
     days = write_days(default_table(ROOT / ".local" / "cache"), stack.settings.lake, DAY0, 5)
-    argv = readme_command('"dataset": "credit_default"')
-    before = {r["dag_run_id"] for r in stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100").json()["dag_runs"]}
+    argv = readme_command("dags trigger credit_default_pipeline")
+    dag_id = cfg.dag_id
+    assert dag_id == "credit_default_pipeline" and argv[argv.index("trigger") + 1] == dag_id
+    before = {r["dag_run_id"] for r in stack.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=100").json()["dag_runs"]}
     run_wrapper(stack, argv)
-    runs = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100").json()["dag_runs"]
+    runs = stack.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=100").json()["dag_runs"]
     (run_id,) = [r["dag_run_id"] for r in runs if r["dag_run_id"] not in before]
+    stack.dag_of[run_id] = dag_id
     assert stack.wait(run_id) == "success", stack.tail()
 
     c = client()
@@ -288,6 +292,7 @@ def test_a_second_dataset_runs_from_its_config_and_suite_alone(stack):
     # horovod_np left empty: one rank per local GPU, or one rank on a machine without GPUs.
     ranks = str(local_gpu_count() or 1)
     assert champion.tags["airflow.run_id"] == run_id and champion.tags["train.horovod_size"] == ranks
+    assert champion.tags["airflow.dag_id"] == dag_id
     if ranks == "1":
         assert "training with 1 Horovod rank(s): no GPU here: one rank using every core" in stack.task_log(
             run_id, "train"
@@ -296,6 +301,9 @@ def test_a_second_dataset_runs_from_its_config_and_suite_alone(stack):
     assert c.get_registered_model("credit-default").description == cfg.model_description
     run = c.get_run(champion.run_id)
     assert run.info.run_name.startswith(f"credit_default-{days[-1].isoformat()}-")
+    # Its own experiment, named like its DAG; the card-fraud runs stay in theirs.
+    assert c.get_experiment(run.info.experiment_id).name == "credit_default_pipeline"
+    assert not c.search_runs([run.info.experiment_id], "tags.`mlops.dataset` = 'card_fraud'")
     # Settings that fit 8,000 rows: smaller batches, at least 50 steps an epoch, an early stop.
     assert int(run.data.params["batch_size_per_rank"]) < 512 and int(run.data.params["steps_per_epoch"]) >= 50
     assert "best validation loss" in run.data.tags["train.stopped"]

@@ -35,7 +35,6 @@ def trainer_env(home, lake) -> dict[str, str]:
         "MLOPS_LAKE": str(lake),
         "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
         "MLOPS_MLFLOW_ARTIFACT_ROOT": str(home / "artifacts"),
-        "MLOPS_EXPERIMENT": "trainer-test",
         "MLOPS_TRAINER_DIGEST_DIR": str(home / "digests"),
     }
 

@@ -63,7 +63,7 @@ LABEL = "label: {column: is_fraud, positive: 1, negative: 0}"
         (LABEL, "label: {column: transaction_id}", "label.column: column 'transaction_id' is listed twice (also as id_column)"),
         (LABEL, "label: {column: amount}", "numeric_features.amount: column 'amount' is listed twice (also as label.column)"),
         ("  hour: {}", "  hour: {}\n  channel: {}", "categorical_features.channel: column 'channel' is listed twice (also as numeric_features.channel)"),
-        ("  hour: {}", "  hour: {}\n  amount: {}", "numeric_features.amount: key is written twice (lines 27 and 29)"),
+        ("  hour: {}", "  hour: {}\n  amount: {}", "numeric_features.amount: key is written twice (lines 30 and 32)"),
         ("channel: [chip,", "channel: [chip, chip,", "categorical_features.channel: value 'chip' is listed twice"),
         # holdout fraction outside (0, 1)
         ("fraction: 0.2", "fraction: 1.5", "holdout.fraction: must be between 0 and 1 (both excluded), got 1.5"),
@@ -235,3 +235,13 @@ def test_the_readme_example_of_a_config_error_is_what_the_loader_says(tmp_path):
     with pytest.raises(DatasetConfigError) as err:
         load_dataset_config(path)
     assert str(err.value) == example.group(1).replace("datasets/credit_default.yaml", str(path), 1)
+
+
+def test_a_config_names_its_dag_and_experiment_with_defaults_from_its_name(tmp_path, card_fraud):
+    assert (card_fraud.dag_id, card_fraud.experiment) == ("fraud_model_pipeline", "fraud_model_pipeline")
+    bare = load_dataset_config(write(tmp_path, CONFIG.replace("dag_id: fraud_model_pipeline\n", "")))
+    assert (bare.dag_id, bare.experiment) == ("card_fraud_pipeline", "card_fraud_pipeline")
+    named = CONFIG.replace("dag_id: fraud_model_pipeline\n", "dag_id: cards\nexperiment: card models\n")
+    assert (load_dataset_config(write(tmp_path, named)).experiment) == "card models"
+    with pytest.raises(DatasetConfigError, match=r"d.yaml: dag_id: .*an Airflow DAG id\), got 'cards daily'$"):
+        load_dataset_config(write(tmp_path, CONFIG.replace("dag_id: fraud_model_pipeline", "dag_id: cards daily")))

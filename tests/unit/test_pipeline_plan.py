@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from devstack.datagen import write_day
-from include.mlops.common.dataset import PartitionNotFoundError
+from include.mlops.common.dataset import DatasetConfigError, PartitionNotFoundError
 from include.mlops.pipeline import plan_window
 from tests.conftest import DAY0
 
@@ -56,3 +56,15 @@ def test_a_manual_run_without_a_day_trains_on_the_newest_partition_whatever_its_
     )
     with pytest.raises(PartitionNotFoundError, match="run for 2026-11-28"):
         plan_window("card_fraud", None, 1, today, settings=home, run_type="scheduled")
+
+
+def test_a_dag_that_runs_a_dataset_whose_config_names_another_dag_fails_in_one_line(home):
+    write_day(home.lake, DAY0, 500)
+    assert plan_window("card_fraud", DAY0.isoformat(), 1, None, settings=home, dag_id="fraud_model_pipeline")
+    with pytest.raises(DatasetConfigError) as raised:
+        plan_window("card_fraud", DAY0.isoformat(), 1, None, settings=home, dag_id="credit_default_pipeline")
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("DAG credit_default_pipeline runs dataset 'card_fraud', but ")
+    assert message.endswith(
+        "card_fraud.yaml names dag_id 'fraud_model_pipeline': make the DAG file and the config agree"
+    )

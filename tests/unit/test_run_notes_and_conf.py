@@ -28,6 +28,13 @@ def test_declared_keys_pass_and_undeclared_ones_are_named_with_a_suggestion():
     assert message.startswith("d: unknown run parameters 'learnin_rate' (did you mean 'learning_rate'?), 'zzz';")
 
 
+def test_the_dataset_key_of_earlier_releases_points_at_the_datasets_own_dag():
+    message = undeclared_keys_message(DAG, {"dataset": "credit_default"}, DECLARED)
+    assert message.startswith(f"{DAG}: unknown run parameter 'dataset';") and "\n" not in message
+    assert message.endswith(f"each dataset has its own DAG now: trigger the one its config names (dag_id), not {DAG}")
+    assert "own DAG" not in undeclared_keys_message(DAG, {"datasets": 1}, DECLARED)
+
+
 def _verdict(candidate_pr_auc, champion_pr_auc=None):
     cand = {"metrics": {"pr_auc": candidate_pr_auc}, "slices": {}}
     champ = {"version": "4", "metrics": {"pr_auc": champion_pr_auc}, "slices": {}} if champion_pr_auc else None

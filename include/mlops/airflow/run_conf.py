@@ -39,7 +39,10 @@ def undeclared_keys_message(dag_id: str, conf: dict[str, Any] | None, declared: 
         near = difflib.get_close_matches(key, declared, n=1)
         parts.append(f"{key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
     noun = "parameter" if len(unknown) == 1 else "parameters"
-    return f"{dag_id}: unknown run {noun} {', '.join(parts)}; declared: {', '.join(declared)}"
+    message = f"{dag_id}: unknown run {noun} {', '.join(parts)}; declared: {', '.join(declared)}"
+    if "dataset" in unknown and "dataset" not in declared:  # the run parameter of one DAG for all, until 0.2
+        message += f"; each dataset has its own DAG now: trigger the one its config names (dag_id), not {dag_id}"
+    return message
 
 
 def _token(scope: dict[str, Any]) -> str | None:

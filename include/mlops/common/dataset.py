@@ -82,6 +82,9 @@ class DatasetConfig:
     label_negative: LabelValue = 0
     # The registered model's description; empty: the dataset's description.
     model_description: str = ""
+    # The Airflow DAG that runs this dataset's pipeline, and the MLflow experiment its runs log to.
+    dag_id: str = ""
+    experiment: str = ""
 
     @property
     def feature_columns(self) -> list[str]:
@@ -286,6 +289,13 @@ def _check_location(value: str) -> str:
     return value
 
 
+def _check_identifier(value: str) -> str:
+    """An Airflow DAG id: letters, digits, dashes, dots and underscores (empty: the default)."""
+    if value and not re.fullmatch(r"[A-Za-z0-9_.-]{1,250}", value):
+        raise ValueError(f"must be letters, digits, '_', '-' or '.' (an Airflow DAG id), got {value!r}")
+    return value
+
+
 def _check_vocabulary(values: list[str]) -> list[str]:
     if not values:
         raise ValueError("needs at least one value")
@@ -361,6 +371,9 @@ class _DatasetFile(_Schema):
     expectation_suite: _Text
     registered_model: _Text
     model_description: str = ""
+    # Default: <name>_pipeline, and the experiment is named like the DAG.
+    dag_id: Annotated[str, AfterValidator(_check_identifier)] = ""
+    experiment: str = ""
     numeric_features: dict[_Text, _NumericSpec]
     categorical_features: dict[_Text, _Vocabulary]
     holdout: _HoldoutSpec
@@ -471,6 +484,8 @@ def load_dataset_config(path: Path | str) -> DatasetConfig:
         expectation_suite=spec.expectation_suite,
         registered_model=spec.registered_model,
         model_description=spec.model_description.strip(),
+        dag_id=spec.dag_id or f"{spec.name}_pipeline",
+        experiment=spec.experiment.strip() or spec.dag_id or f"{spec.name}_pipeline",
         numeric_features=tuple(NumericFeature(name, f.transform) for name, f in spec.numeric_features.items()),
         categorical_features={name: tuple(vocab) for name, vocab in spec.categorical_features.items()},
         holdout_fraction=float(spec.holdout.fraction),

@@ -8,7 +8,7 @@
         --candidate-uri models:/m-... --candidate-run-id ... --result-path out/eval.json
 
 The lake and MLflow locations come from the environment (MLOPS_LAKE, MLFLOW_TRACKING_URI,
-MLOPS_MLFLOW_ARTIFACT_ROOT, MLOPS_EXPERIMENT), as in the pod.
+MLOPS_MLFLOW_ARTIFACT_ROOT), as in the pod.
 """
 
 from __future__ import annotations

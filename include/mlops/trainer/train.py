@@ -480,7 +480,7 @@ def _start_mlflow_run(cfg, dataset, size, threads, steps, train_rows, days, batc
 
     from include.mlops.common.tracking import ensure_experiment
 
-    experiment = os.environ.get("MLOPS_EXPERIMENT", "fraud_model_pipeline")
+    experiment = dataset.experiment  # the dataset config names it
     ensure_experiment(
         os.environ.get("MLFLOW_TRACKING_URI", mlflow.get_tracking_uri()),
         experiment,

@@ -132,7 +132,7 @@ class TrainerJobOperator(KubernetesPodOperator):
         self.random_name_suffix = False
         self.cmds = spec.command()
         self.arguments = []
-        self.env_vars = specs.env_vars(k, settings.experiment)
+        self.env_vars = specs.env_vars(k)
         self.container_resources = specs.resources(cpu, memory, gpus, k, ranks=max(1, gpus))
         self.annotations = specs.job_annotations(context["dag"].dag_id, context["run_id"], self.task_id, ti.try_number)
         node_selector, tolerations, affinity = specs.gpu_placement(k) if gpus else ({}, [], None)
@@ -158,7 +158,6 @@ class TrainerJobOperator(KubernetesPodOperator):
             spec,
             settings.kubernetes,
             name=self.name,
-            experiment=settings.experiment,
             labels=labels,
             annotations=self.annotations,
         )

@@ -75,11 +75,10 @@ def volume_mounts(k: KubernetesSettings) -> list[k8s.V1VolumeMount]:
     ]
 
 
-def env_vars(k: KubernetesSettings, experiment: str) -> list[k8s.V1EnvVar]:
+def env_vars(k: KubernetesSettings) -> list[k8s.V1EnvVar]:
     plain = {
         "MLOPS_LAKE": k.lake_path,
         "MLFLOW_TRACKING_URI": k.mlflow_tracking_uri,
-        "MLOPS_EXPERIMENT": experiment,
         "HOME": "/tmp",
         "PYTHONUNBUFFERED": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -167,7 +166,6 @@ def mpijob_manifest(
     k: KubernetesSettings,
     *,
     name: str,
-    experiment: str,
     labels: dict[str, str],
     annotations: dict[str, str],
 ) -> dict[str, Any]:
@@ -182,7 +180,7 @@ def mpijob_manifest(
     common = {
         "image": k.image,
         "image_pull_policy": k.image_pull_policy,
-        "env": env_vars(k, experiment),
+        "env": env_vars(k),
         "volume_mounts": volume_mounts(k),
         "security_context": container_security_context(k),
         "working_dir": k.image_root,
