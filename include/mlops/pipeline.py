@@ -219,13 +219,15 @@ def _check_unchanged(plan_: dict[str, Any], settings: Settings) -> None:
 
 
 def find_finished_training(
-    settings: Settings, run: RunRef, sha256: str, job_name: str | None = None
+    settings: Settings, run: RunRef, plan_: dict[str, Any], job_name: str | None = None
 ) -> dict[str, Any] | None:
-    """This DAG run's finished training run on these bytes (and, if given, this job), if any."""
+    """This DAG run's finished training run on the plan's bytes (and, if given, this job), if any."""
     import mlflow
 
+    sha256 = plan_["sha256"]
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    exp = mlflow.get_experiment_by_name(settings.experiment)
+    cfg = load_dataset_config(settings.dataset_config_path(plan_["dataset"]))
+    exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is None:
         return None
     job_filter = f" and tags.`mlops.job_name` = '{job_name}'" if job_name else ""
@@ -270,7 +272,7 @@ def reusable_training(
     _check_unchanged(plan_, settings)
     if params.get("force_retrain"):
         return None
-    previous = find_finished_training(settings, run, plan_["sha256"])
+    previous = find_finished_training(settings, run, plan_)
     if previous:
         log.info("reusing finished training run %s of this DAG run", previous["run_id"])
     return previous

@@ -212,7 +212,7 @@ class TrainerJobOperator(KubernetesPodOperator):
         finally:
             self._delete_mpijob()
         run = pipeline.RunRef(dag_id=context["dag"].dag_id, run_id=context["run_id"])
-        found = pipeline.find_finished_training(settings, run, self._inputs["plan"]["sha256"], job_name=name)
+        found = pipeline.find_finished_training(settings, run, self._inputs["plan"], job_name=name)
         if not found:
             raise TrainerJobError(f"MPIJob {name} succeeded but MLflow has no finished training run tagged with it")
         found["reused"] = False
