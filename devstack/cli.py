@@ -139,9 +139,14 @@ def print_summary(summary: dict, settings: Settings, seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.cli", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["bootstrap", "demo", "env", "airflow", "standalone", "mlflow-ui"])
+    commands = ["bootstrap", "demo", "env", "airflow", "standalone", "mlflow-ui", "scaffold-dataset"]
+    parser.add_argument("command", choices=commands)
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
+    if ns.command == "scaffold-dataset":
+        from devstack.scaffold import main as scaffold_main
+
+        return scaffold_main(ns.args)
     settings = get_settings()
     if ns.command == "bootstrap":
         bootstrap(settings)

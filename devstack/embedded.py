@@ -20,12 +20,16 @@ if TYPE_CHECKING:
     from include.mlops.settings import Settings
 
 
-def embedded_env(settings: Settings, api_port: int = 8080, base: dict[str, str] | None = None) -> dict[str, str]:
+def embedded_env(settings: Settings, api_port: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for Airflow and the pipeline on the embedded default.
 
     Keys already set in `base` (default: the current environment) win, so production
-    settings pass through untouched.
+    settings pass through untouched. The API port: `api_port`, else ``AIRFLOW__API__PORT``, else
+    8080; the tasks' execution API follows it (a moved port with the default execution URL fails
+    every task with "connection refused").
     """
+    env = dict(os.environ if base is None else base)
+    api_port = api_port or int(env.get("AIRFLOW__API__PORT") or 8080)
     home = settings.home
     airflow_home = home / "airflow"
     defaults = {
@@ -57,9 +61,9 @@ def embedded_env(settings: Settings, api_port: int = 8080, base: dict[str, str] 
         "MLOPS_TRAINER_VENV": str(settings.trainer_venv),
         "PYTHONPATH": str(settings.project_root),
     }
-    env = dict(os.environ if base is None else base)
     for key, value in defaults.items():
         env.setdefault(key, value)
+    env["AIRFLOW__API__PORT"] = str(api_port)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
