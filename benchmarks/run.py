@@ -188,7 +188,7 @@ def bench_default_ranks(lake: Path, trainer_venv: Path, repeats: int, days: list
 
     from airflow.dag_processing.dagbag import DagBag
 
-    from include.mlops.pipeline import RunRef
+    from include.mlops.runs import RunRef
     from include.mlops.settings import get_settings
     from include.mlops.training.jobs import train_job_spec, training_ranks
     from include.mlops.training.launcher import run_local

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from devstack.embedded import bootstrap, embedded_env, run_airflow
 from include.mlops.common.files import FileLockTimeout, exclusive_file_lock
-from include.mlops.pipeline import RunRef
+from include.mlops.runs import RunRef
 from include.mlops.settings import Settings, get_settings
 
 if TYPE_CHECKING:

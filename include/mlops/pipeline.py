@@ -1,15 +1,16 @@
 """The steps of a pipeline DAG (``include.mlops.airflow.dag_factory`` wires them), for any dataset.
 
-Every step takes and returns small JSON-serialisable dicts (references: partition dates,
-hashes, MLflow run ids, model URIs, registry versions), never data or models.
+Here: plan, validate, gate and summarize; the trainer steps are ``include.mlops.training.steps``
+and the registry steps ``include.mlops.registry.promotion``. Every step takes and returns small
+JSON-serialisable dicts (references: partition dates, hashes, MLflow run ids, model URIs,
+registry versions), never data or models.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include.mlops.common.dataset import (
     DatasetConfig,
@@ -22,39 +23,17 @@ from include.mlops.common.dataset import (
 )
 from include.mlops.common.files import write_json_atomic
 from include.mlops.common.tracking import mlflow_client
-from include.mlops.settings import Settings, get_settings, git_commit
-from include.mlops.training.jobs import (
-    evaluate_job_spec,
-    run_trainer_job_locally,
-    train_job_spec,
-)
+from include.mlops.runs import BACKFILL
+from include.mlops.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from include.mlops.runs import RunRef
 
 log = logging.getLogger(__name__)
-BACKFILL = "backfill"  # a DagRunType value
 
 
 class PartitionChangedError(RuntimeError):
     """A partition's bytes changed after it was validated."""
-
-
-@dataclass(frozen=True)
-class RunRef:
-    """Which Airflow run a step belongs to."""
-
-    dag_id: str
-    run_id: str
-
-    @property
-    def safe_run_id(self) -> str:
-        """A folder name for this run: readable, and unique (a hash of the exact run id).
-
-        Replacing characters alone maps distinct run ids (``a:b``, ``a_b``) to one folder;
-        no dots, so no ``..``.
-        """
-        import hashlib
-
-        readable = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.run_id)[:80]
-        return f"{readable}-{hashlib.sha256(self.run_id.encode()).hexdigest()[:10]}"
 
 
 def latest_partition(settings: Settings, dataset: str) -> dt.date:
@@ -207,7 +186,7 @@ def validate_windows(plan_: dict[str, Any], run: RunRef, settings: Settings | No
     }
 
 
-def _check_unchanged(plan_: dict[str, Any], settings: Settings) -> None:
+def check_unchanged(plan_: dict[str, Any], settings: Settings) -> None:
     cfg = load_dataset_config(settings.dataset_config_path(plan_["dataset"]))
     files = [f for p in plan_["partitions"] for f in cfg.partition_files(settings.lake, parse_date(p))]
     now = partitions_sha256(files)
@@ -216,91 +195,6 @@ def _check_unchanged(plan_: dict[str, Any], settings: Settings) -> None:
             f"partitions {plan_['partitions']} changed since they were planned and validated "
             f"(sha256 {plan_['sha256'][:12]} -> {now[:12]}); re-run the DAG run from the start"
         )
-
-
-def find_finished_training(
-    settings: Settings, run: RunRef, plan_: dict[str, Any], job_name: str | None = None
-) -> dict[str, Any] | None:
-    """This DAG run's finished training run on the plan's bytes (and, if given, this job), if any."""
-    import mlflow
-
-    sha256 = plan_["sha256"]
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    cfg = load_dataset_config(settings.dataset_config_path(plan_["dataset"]))
-    exp = mlflow.get_experiment_by_name(cfg.experiment)
-    if exp is None:
-        return None
-    job_filter = f" and tags.`mlops.job_name` = '{job_name}'" if job_name else ""
-    found = mlflow.search_runs(
-        experiment_ids=[exp.experiment_id],
-        filter_string=(
-            f"tags.`mlops.job` = 'train' and tags.`airflow.dag_id` = '{run.dag_id}' and "
-            f"tags.`airflow.run_id` = '{run.run_id}' and tags.`data.sha256` = '{sha256}' and "
-            f"attributes.status = 'FINISHED'{job_filter}"
-        ),
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-        output_format="list",
-    )
-    if not found:
-        return None
-    r = found[0]
-    models = mlflow.search_logged_models(
-        experiment_ids=[exp.experiment_id],
-        filter_string=f"source_run_id = '{r.info.run_id}'",
-        output_format="list",
-    )
-    if not models:
-        return None
-    return {
-        "run_id": r.info.run_id,
-        "experiment_id": r.info.experiment_id,
-        "model_uri": f"models:/{models[0].model_id}",
-        "horovod_size": int(r.data.params.get("horovod_size", 0)),
-        "examples_per_sec": r.data.metrics.get("throughput_examples_per_sec"),
-        "epochs": int(r.data.params.get("epochs", 0)),
-        "train_rows": int(r.data.params.get("train_rows", 0)),
-        "git_commit": r.data.tags.get("code.git_commit"),
-        "reused": True,
-    }
-
-
-def reusable_training(
-    plan_: dict[str, Any], run: RunRef, params: dict[str, Any], settings: Settings
-) -> dict[str, Any] | None:
-    """Checks made before any job starts: data unchanged, and no finished training to reuse."""
-    _check_unchanged(plan_, settings)
-    if params.get("force_retrain"):
-        return None
-    previous = find_finished_training(settings, run, plan_)
-    if previous:
-        log.info("reusing finished training run %s of this DAG run", previous["run_id"])
-    return previous
-
-
-def launch_training(
-    plan_: dict[str, Any],
-    run: RunRef,
-    params: dict[str, Any],
-    settings: Settings | None = None,
-) -> dict[str, Any]:
-    """Launch Horovod training (or reuse this DAG run's finished training); return references."""
-    settings = settings or get_settings()
-    previous = reusable_training(plan_, run, params, settings)
-    if previous:
-        return previous
-    spec = train_job_spec(plan_, run, params, settings, job_name=f"local-{run.safe_run_id}")
-    result = run_trainer_job_locally(spec, settings)
-    result["reused"] = False
-    return result
-
-
-def launch_evaluation(
-    plan_: dict[str, Any], training: dict[str, Any], run: RunRef, settings: Settings | None = None
-) -> dict[str, Any]:
-    """Score candidate and champion on the same held-out rows (in the trainer environment)."""
-    settings = settings or get_settings()
-    return run_trainer_job_locally(evaluate_job_spec(plan_, training, run, settings), settings)
 
 
 def apply_gate(
@@ -342,109 +236,6 @@ def _decided_verdict(client, training_run_id: str) -> dict[str, Any] | None:
     import mlflow
 
     return mlflow.artifacts.load_dict(f"runs:/{training_run_id}/gate/verdict.json")
-
-
-def register_version(
-    plan_: dict[str, Any],
-    validation: dict[str, Any],
-    training: dict[str, Any],
-    verdict: dict[str, Any],
-    run: RunRef,
-    settings: Settings | None = None,
-) -> dict[str, Any]:
-    """Register the candidate (once per training run) with full lineage; alias ``challenger``."""
-
-    from include.mlops.registry.champion import register_candidate
-
-    settings = settings or get_settings()
-    cfg = load_dataset_config(settings.dataset_config_path(plan_["dataset"]))
-    client = mlflow_client(settings.mlflow_tracking_uri)
-    tags = {
-        "airflow.dag_id": run.dag_id,
-        "airflow.run_id": run.run_id,
-        "data.dataset": plan_["dataset"],
-        "data.interval_start": plan_["interval_start"],
-        "data.interval_end": plan_["interval_end"],
-        "data.partitions": ",".join(plan_["partitions"]),
-        "data.sha256": plan_["sha256"],
-        "evaluation.partitions": ",".join(plan_.get("holdout_partitions") or plan_["partitions"]),
-        "evaluation.sha256": plan_.get("holdout_sha256") or plan_["sha256"],
-        "validation.success": str(bool(validation["success"])).lower(),
-        "validation.result_id": ";".join(validation["result_ids"]),
-        "validation.suite": validation["suite"],
-        # The commit the trainer ran (baked into its image); the control plane's as a fallback.
-        "code.git_commit": training.get("git_commit") or git_commit(settings.project_root),
-        "train.horovod_size": str(training["horovod_size"]),
-        "train.mlflow_run_id": training["run_id"],
-        "gate.passed": str(bool(verdict["passed"])).lower(),
-        "gate.champion_version": str(verdict.get("champion_version") or ""),
-    }
-    version, created = register_candidate(
-        client,
-        cfg.registered_model,
-        training["model_uri"],
-        training["run_id"],
-        tags,
-        description=cfg.registered_model_description,
-    )
-    return {"name": cfg.registered_model, "version": str(version.version), "created": created}
-
-
-def beats_champion(verdict: dict[str, Any]) -> bool | None:
-    """Whether the candidate's metric exceeds the champion's by more than the gate's tolerance
-    (noise); None when there was no champion to compare with."""
-    check = next((c for c in verdict.get("checks", []) if c.get("name") == "non_regression"), None)
-    tolerance = (verdict.get("policy") or {}).get("max_regression")
-    if not check or check.get("threshold") is None or check.get("value") is None or tolerance is None:
-        return None
-    champion = check["threshold"] + tolerance
-    return check["value"] > champion + tolerance
-
-
-def decide_promotion(
-    registration: dict[str, Any],
-    verdict: dict[str, Any],
-    run_type: str = "manual",
-    params: dict[str, Any] | None = None,
-    settings: Settings | None = None,
-) -> dict[str, Any]:
-    """Decide, once per candidate, whether it becomes champion; move the alias if so.
-
-    Not promoted, with the reason recorded on the version (tag ``promotion.decision``): a
-    failed gate; a backfill run unless its conf sets ``promote_from_backfill``; a candidate
-    trained on a window ending before the champion's. A rerun of a run that already decided
-    changes nothing. Otherwise compare-and-set under the champion lock.
-    """
-
-    from include.mlops.registry.champion import move_champion, record_decision, recorded_decision
-
-    settings = settings or get_settings()
-    params = params or {}
-    run_type = getattr(run_type, "value", run_type)
-    client = mlflow_client(settings.mlflow_tracking_uri)
-    name, version = registration["name"], registration["version"]
-    decided = recorded_decision(client.get_model_version(name, version))
-    if decided:
-        return {**registration, "promoted": False, "decision": decided["decision"], "reason": decided["reason"]}
-    if not verdict["passed"]:
-        why = "gate failed: " + "; ".join(r for r in verdict["reasons"] if r.startswith("FAIL"))
-        decided = record_decision(client, name, version, "rejected", why)
-    elif run_type == BACKFILL and not params.get("promote_from_backfill"):
-        why = "backfill run: candidate registered, champion not moved (set promote_from_backfill to allow it)"
-        decided = record_decision(client, name, version, "held", why)
-    else:
-        outcome = move_champion(
-            client,
-            name,
-            version,
-            verdict.get("champion_version"),
-            "; ".join(verdict["reasons"]),
-            beats_champion=beats_champion(verdict),
-        )
-        decided = outcome.pop("decided", None)
-        if not decided:
-            return {**registration, **outcome, "decision": "promoted", "reason": "gate passed"}
-    return {**registration, "promoted": False, "decision": decided["decision"], "reason": decided["reason"]}
 
 
 def summarize_run(

@@ -21,7 +21,8 @@ import requests
 from devstack.datagen import write_day
 from devstack.embedded_stack import DAG_ID, Stack
 from include.mlops.common.dataset import partitions_sha256
-from include.mlops.pipeline import RunRef, latest_partition
+from include.mlops.pipeline import latest_partition
+from include.mlops.runs import RunRef
 from include.mlops.training.jobs import local_gpu_count
 from tests.conftest import DAY0, LINEAGE_TAGS, ROOT, TRAINER_VENV
 from tests.e2e.embedded import MODEL, client, registry_state, run_wrapper

@@ -244,7 +244,7 @@ def test_bad_settings_give_one_line(tmp_path, env, message):
 
 def test_hostile_strings_stay_literal_argv_elements(tmp_path, monkeypatch):
     """A run id or dataset value full of shell syntax is one argv element, never interpreted."""
-    from include.mlops import pipeline
+    from include.mlops.runs import RunRef
     from include.mlops.settings import get_settings
     from include.mlops.training import jobs
 
@@ -258,7 +258,7 @@ def test_hostile_strings_stay_literal_argv_elements(tmp_path, monkeypatch):
     settings = get_settings()
     plan = {"dataset": "card_fraud", "partition_date": "2026-01-03", "partitions": ["2026-01-03"], "sha256": "0" * 64}
     params = {"horovod_np": 2, "epochs": 1, "batch_size": 64, "learning_rate": 0.01}
-    spec = jobs.train_job_spec(plan, pipeline.RunRef("d", hostile), params, settings, job_name="j")
+    spec = jobs.train_job_spec(plan, RunRef("d", hostile), params, settings, job_name="j")
     op = TrainerJobOperator(task_id="train", job="train", job_inputs={"plan": plan})
     ti = types.SimpleNamespace(dag_id="d", task_id="train", run_id=hostile, try_number=3, map_index=-1)
     context = {"ti": ti, "run_id": hostile, "dag": types.SimpleNamespace(dag_id="d")}

@@ -228,7 +228,7 @@ def test_a_decided_version_is_left_alone_by_a_rerun(client, tmp_path):
 
 
 def test_backfill_runs_register_but_never_promote_unless_asked(client, tmp_path):
-    from include.mlops.pipeline import decide_promotion
+    from include.mlops.registry.promotion import decide_promotion
     from include.mlops.settings import get_settings
 
     home = get_settings()  # the store the client fixture chose
@@ -272,7 +272,7 @@ def test_no_better_beyond_noise_on_data_no_newer_keeps_the_champion(client, tmp_
 
 def test_beats_champion_reads_the_gate_s_comparison():
     from include.mlops.evaluation.gate import GatePolicy, decide
-    from include.mlops.pipeline import beats_champion
+    from include.mlops.registry.promotion import beats_champion
 
     policy = GatePolicy(min_pr_auc=0.1, max_regression=0.01, slice_max_regression=None)
 

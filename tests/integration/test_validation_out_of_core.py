@@ -236,7 +236,7 @@ def test_each_out_of_core_run_spills_in_its_own_directory_and_leaves_nothing_ope
 
 def test_a_label_column_of_ids_is_refused_without_holding_its_values(home, monkeypatch):
     from include.mlops.common.dataset import load_dataset_config
-    from include.mlops.validation.suite import LABEL_VALUES_COUNTED, label_problem_out_of_core
+    from include.mlops.validation.out_of_core import LABEL_VALUES_COUNTED, label_problem_out_of_core
 
     cfg = load_dataset_config(home.dataset_config_path("credit_default"))
     _credit_default_day(home.lake, DAY0, [f"id{i}" for i in range(LABEL_VALUES_COUNTED + 50)])

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from include.mlops.pipeline import RunRef
+from include.mlops.runs import RunRef
 from include.mlops.settings import get_settings
 from include.mlops.training.jobs import checkpoint_fingerprint, train_job_spec, training_ranks
 

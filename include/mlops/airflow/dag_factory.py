@@ -237,7 +237,7 @@ def pipeline_dag(
 
         @linked_task
         def register(plan: dict, validation: dict, training: dict, verdict: dict) -> dict:
-            from include.mlops.pipeline import register_version
+            from include.mlops.registry.promotion import register_version
 
             return register_version(plan, validation, training, verdict, current_run())
 
@@ -247,8 +247,8 @@ def pipeline_dag(
             from airflow.sdk.exceptions import AirflowFailException
 
             from include.mlops.evaluation.gate import run_note
-            from include.mlops.pipeline import decide_promotion
             from include.mlops.registry.champion import StaleVerdictError
+            from include.mlops.registry.promotion import decide_promotion
 
             try:
                 outcome = decide_promotion(registration, verdict, dag_run.run_type, params)

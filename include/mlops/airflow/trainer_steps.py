@@ -127,7 +127,7 @@ def promotion() -> dict | None:
 
 
 def current_run():
-    from include.mlops.pipeline import RunRef
+    from include.mlops.runs import RunRef
 
     ctx = get_current_context()
     return RunRef(dag_id=ctx["dag"].dag_id, run_id=ctx["run_id"])
@@ -135,13 +135,13 @@ def current_run():
 
 def launch_training_here(plan: dict, validation: dict, params=None) -> dict:
     """The local launcher's ``train`` task (``validation``: the edge that orders it after validate)."""
-    from include.mlops.pipeline import launch_training
+    from include.mlops.training.steps import launch_training
 
     return launch_training(plan, current_run(), params)
 
 
 def launch_evaluation_here(plan: dict, training: dict) -> dict:
-    from include.mlops.pipeline import launch_evaluation
+    from include.mlops.training.steps import launch_evaluation
 
     return launch_evaluation(plan, training, current_run())
 

@@ -8,7 +8,7 @@
         --candidate-uri models:/m-... --candidate-run-id ... --result-path out/eval.json
 
 The lake and MLflow locations come from the environment (MLOPS_LAKE, MLFLOW_TRACKING_URI,
-MLOPS_MLFLOW_ARTIFACT_ROOT), as in the pod.
+MLOPS_MLFLOW_ARTIFACT_ROOT; include/mlops/trainer/env.py), as in the pod.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import logging
 import os
 import sys
 from pathlib import Path
+
+from include.mlops.trainer.env import trainer_env
 
 
 def _tags(values: list[str]) -> dict[str, str]:
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout)
     for noisy in ("mlflow", "alembic", "urllib3", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    lake = args.lake or Path(os.environ.get("MLOPS_LAKE", ".local/lake"))
+    lake = args.lake or trainer_env().lake
     partitions = [p.strip() for p in args.partitions.split(",") if p.strip()]
     if args.command == "train":
         from include.mlops.trainer.train import TrainConfig, run_training

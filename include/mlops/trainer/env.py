@@ -17,9 +17,12 @@ two together), and the control plane sets exactly ``TRAINER_KEYS`` for a trainer
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 # What the control plane hands every trainer job (beside MLOPS_GIT_COMMIT, which the image bakes in).

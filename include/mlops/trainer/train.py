@@ -29,7 +29,6 @@ import math
 import os
 import resource
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from include.mlops.common.files import write_json_atomic
+from include.mlops.trainer.checkpoints import resume_epoch, save_checkpoint, training_key
+from include.mlops.trainer.env import trainer_env
+from include.mlops.trainer.mlflow_run import finish_training_run, start_training_run
 
 log = logging.getLogger("mlops.trainer")
 DEFAULT_BATCH = 512  # rows per step on each rank when the batch is fitted to the data
@@ -110,85 +111,6 @@ def _collective(device: str) -> str:
     return "MPI" if hvd.mpi_enabled() and not hvd.gloo_enabled() else "Gloo"
 
 
-def _training_key(cfg: TrainConfig, size: int) -> dict[str, str]:
-    """What a checkpoint was trained on; a checkpoint under another key never resumes here."""
-    tags = cfg.tags or {}
-    return {
-        "data.sha256": tags.get("data.sha256", ""),
-        "partitions": ",".join(cfg.partitions),
-        "batch_size": str(cfg.batch_size),
-        "learning_rate": repr(cfg.learning_rate),
-        "horovod_size": str(size),
-        "code.git_commit": os.environ.get("MLOPS_GIT_COMMIT", ""),
-    }
-
-
-def _key_diff(theirs: dict[str, str], key: dict[str, str]) -> str:
-    return "; ".join(f"{k} {theirs.get(k) or '?'} -> {v or '?'}" for k, v in key.items() if theirs.get(k) != v)
-
-
-def _why_fresh(ckpt_dir: Path, key: dict[str, str]) -> str:
-    """Why training starts at epoch 1: the checkpoints of this run that exist, and how they differ."""
-    others = []
-    for state_path in sorted(ckpt_dir.parent.glob("*/latest.json")) if ckpt_dir.parent.is_dir() else []:
-        if state_path.parent == ckpt_dir:
-            continue
-        try:
-            theirs = json.loads(state_path.read_text()).get("training_key", {})
-        except (OSError, ValueError):
-            continue
-        others.append(f"{state_path.parent.name}: " + (_key_diff(theirs, key) or "same inputs (a forced retrain)"))
-    if not others:
-        return "no checkpoint for this run yet"
-    return "not resuming from checkpoints trained on other inputs: " + " | ".join(others)
-
-
-def _checkpoint(
-    ckpt_dir: Path,
-    epoch: int,
-    network,
-    optimizer,
-    steps: int,
-    key: dict[str, str],
-    early_stopping: dict[str, Any] | None = None,
-) -> None:
-    """Weights and optimizer state of a finished epoch; latest.json is written last, so it only
-    ever names complete files."""
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    weights_file = f"epoch-{epoch:03d}.weights.h5"
-    optimizer_file = f"epoch-{epoch:03d}.optimizer.npz"
-    network.save_weights(ckpt_dir / weights_file)
-    np.savez(ckpt_dir / optimizer_file, *[np.asarray(v.numpy()) for v in optimizer.variables])
-    state = {
-        "epoch": epoch,
-        "weights": weights_file,
-        "optimizer": optimizer_file,
-        "optimizer_iterations": int(optimizer.iterations.numpy()),
-        "steps_per_epoch": steps,
-        "training_key": key,
-        "early_stopping": early_stopping,
-    }
-    write_json_atomic(ckpt_dir / "latest.json", state)
-
-
-def _restore(ckpt_dir: Path, network, optimizer) -> int:
-    """Load the newest checkpoint into the network and optimizer; returns the epochs it holds."""
-    state = json.loads((ckpt_dir / "latest.json").read_text())
-    network.load_weights(ckpt_dir / state["weights"])
-    if state.get("optimizer"):
-        with np.load(ckpt_dir / state["optimizer"]) as saved:
-            values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-        if [tuple(v.shape) for v in values] == [tuple(v.shape) for v in optimizer.variables]:
-            for var, value in zip(optimizer.variables, values, strict=True):
-                var.assign(value)
-        else:
-            log.warning("checkpoint optimizer state does not fit this optimizer: its moments start fresh")
-    else:
-        log.warning("checkpoint has no optimizer state: its moments start fresh")
-    log.info("resuming from %s (epoch %d done)", state["weights"], int(state["epoch"]))
-    return int(state["epoch"])
-
-
 def _thread_affinities() -> list[set[int]]:
     out = []
     for tid in os.listdir("/proc/self/task"):
@@ -208,7 +130,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     from include.mlops.common.dataset import LabelError, load_dataset_config, parse_date
     from include.mlops.trainer.model import build_network, feature_spec
     from include.mlops.trainer.scoring import keras_name, predict_proba
-    from include.mlops.trainer.shards import ShardFeed, bytes_to_read, plan_shards
+    from include.mlops.trainer.shards import ShardFeed, plan_shards
     from include.mlops.trainer.stopping import EarlyStopping, batch_per_rank
 
     hvd.init()
@@ -278,21 +200,9 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     # variables from rank 0, so the ranks cannot disagree about where they are.
     start_epoch = 0
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
-    key = _training_key(cfg, size)
+    key = training_key(cfg, size)
     if rank == 0 and ckpt_dir:
-        saved_key = None
-        if (ckpt_dir / "latest.json").exists():
-            saved_key = json.loads((ckpt_dir / "latest.json").read_text()).get("training_key", key)
-        if saved_key == key:
-            start_epoch = _restore(ckpt_dir, network, optimizer)
-        elif saved_key is not None:
-            log.info(
-                "starting fresh at epoch 1: the checkpoint in %s has other inputs: %s",
-                ckpt_dir,
-                _key_diff(saved_key, key),
-            )
-        else:
-            log.info("starting fresh at epoch 1: %s", _why_fresh(ckpt_dir, key))
+        start_epoch = resume_epoch(ckpt_dir, key, network, optimizer)
     start_epoch = int(hvd.broadcast(tf.constant(start_epoch), root_rank=0, name="start_epoch"))
 
     hvd.broadcast_variables([v.value for v in network.variables], root_rank=0)
@@ -372,7 +282,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
 
     run = None
     if rank == 0:
-        run = _start_mlflow_run(cfg, dataset, size, threads, steps, fit_rows, days, batch, validation_rows)
+        run = start_training_run(cfg, dataset, size, threads, steps, fit_rows, days, batch, validation_rows)
     history: list[dict[str, float]] = []
     examples_per_epoch = steps * batch * size
     epoch = start_epoch
@@ -420,7 +330,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
             )
             if ckpt_dir:
                 ckpt_dir.mkdir(parents=True, exist_ok=True)
-                _checkpoint(ckpt_dir, epoch, network, optimizer, steps, key, stopping.state() if early else None)
+                save_checkpoint(ckpt_dir, epoch, network, optimizer, steps, key, stopping.state() if early else None)
         if stopping.should_stop:
             break
 
@@ -436,29 +346,9 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
         stopped += f"; kept epoch {stopping.best_epoch}'s weights"
     log.info("training stopped: %s", stopped)
 
-    digest_dir = os.environ.get("MLOPS_TRAINER_DIGEST_DIR")
-    if digest_dir:
-        # Each rank's final weights, hashed: identical digests prove the ranks stayed in sync.
-        h = hashlib.sha256()
-        for v in network.weights:
-            h.update(np.ascontiguousarray(np.asarray(v.numpy())).tobytes())
-        Path(digest_dir).mkdir(parents=True, exist_ok=True)
-        Path(digest_dir, f"rank-{rank}.json").write_text(
-            json.dumps(
-                {
-                    "rank": rank,
-                    "size": size,
-                    "weights_sha256": h.hexdigest(),
-                    "rows": shard.fit_rows,
-                    "steps": steps,
-                    "in_memory": shard.in_memory,
-                    "bytes_read": bytes_to_read(pieces, shard.columns),
-                    "window_bytes": bytes_to_read(plan_shards(files, 1)[0], shard.columns),
-                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                    "thread_cpus": sorted(set().union(*_thread_affinities())),
-                }
-            )
-        )
+    digest_dir = trainer_env().digest_dir
+    if digest_dir:  # tests: identical digests prove the ranks stayed in sync
+        _write_digest(digest_dir, network, shard, steps, pieces, files)
     if rank != 0:
         return None
     # Throughput after warm-up: the first epoch includes graph tracing.
@@ -472,108 +362,29 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
             sample[col] = sample[col].astype("int64")
         elif pd.api.types.is_float_dtype(sample[col]):
             sample[col] = sample[col].astype("float64")
-    return _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, fit_rows, sample, stopped)
+    return finish_training_run(cfg, run, network, spec, throughput, history, size, fit_rows, sample, stopped)
 
 
-def _start_mlflow_run(cfg, dataset, size, threads, steps, train_rows, days, batch, validation_rows):
-    import mlflow
+def _write_digest(digest_dir: Path, network, shard, steps: int, pieces, files: list[Path]) -> None:
+    """This rank's final weights, hashed, with what it read and used (``MLOPS_TRAINER_DIGEST_DIR``)."""
+    import horovod.tensorflow as hvd
 
-    from include.mlops.common.tracking import ensure_experiment
+    from include.mlops.trainer.shards import bytes_to_read, plan_shards
 
-    experiment = dataset.experiment  # the dataset config names it
-    ensure_experiment(
-        os.environ.get("MLFLOW_TRACKING_URI", mlflow.get_tracking_uri()),
-        experiment,
-        os.environ.get("MLOPS_MLFLOW_ARTIFACT_ROOT"),
-    )
-    mlflow.set_experiment(experiment)
-    tags = {
-        "mlops.job": "train",
-        "mlops.dataset": dataset.name,
-        # The commit baked into the trainer image (or passed by the local launcher).
-        "code.git_commit": os.environ.get("MLOPS_GIT_COMMIT", "unknown"),
-        **(cfg.tags or {}),
+    h = hashlib.sha256()
+    for v in network.weights:
+        h.update(np.ascontiguousarray(np.asarray(v.numpy())).tobytes())
+    digest_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "rank": hvd.rank(),
+        "size": hvd.size(),
+        "weights_sha256": h.hexdigest(),
+        "rows": shard.fit_rows,
+        "steps": steps,
+        "in_memory": shard.in_memory,
+        "bytes_read": bytes_to_read(pieces, shard.columns),
+        "window_bytes": bytes_to_read(plan_shards(files, 1)[0], shard.columns),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "thread_cpus": sorted(set().union(*_thread_affinities())),
     }
-    run_name = cfg.run_name or f"{dataset.name}-train"
-    run = mlflow.start_run(run_name=run_name, tags=tags)
-    # Unique in the experiment's run list: a retry or a rerun is its own row.
-    mlflow.set_tag("mlflow.runName", f"{run_name}-{run.info.run_id[:6]}")
-    mlflow.log_params(
-        {
-            "dataset": dataset.name,
-            "partitions": ",".join(cfg.partitions),
-            "epochs": cfg.epochs,
-            "patience": cfg.patience,
-            "batch_size_requested": cfg.batch_size or "fitted",
-            "batch_size_per_rank": batch,
-            "global_batch_size": batch * size,
-            "learning_rate": cfg.learning_rate,
-            "effective_learning_rate": cfg.learning_rate * math.sqrt(size),
-            "pos_weight": cfg.pos_weight,
-            "seed": cfg.seed,
-            "horovod_size": size,
-            "threads_per_rank": threads,
-            "steps_per_epoch": steps,
-            "train_rows": train_rows,
-            "validation_rows": validation_rows,
-            "holdout_fraction": dataset.holdout_fraction,
-        }
-    )
-    return run
-
-
-def _finish_mlflow_run(cfg, run, network, spec, throughput, history, size, train_rows, sample, stopped):
-    import mlflow
-    from mlflow.models import infer_signature
-
-    from include.mlops.trainer.scoring import frame_to_inputs, predict_proba
-
-    mlflow.log_metric("throughput_examples_per_sec", throughput)
-    mlflow.set_tag("train.stopped", stopped[:500])
-    model_uri = None
-    if cfg.log_model:
-        with tempfile.TemporaryDirectory() as tmp:
-            net_path = Path(tmp) / "network.keras"
-            spec_path = Path(tmp) / "feature_spec.json"
-            network.save(net_path)
-            spec_path.write_text(json.dumps(spec, indent=2))
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(Path(__file__).with_name("scoring.py")),
-                artifacts={"network": str(net_path), "feature_spec": str(spec_path)},
-                pip_requirements=_serving_requirements(),
-                signature=infer_signature(sample, predict_proba(network, frame_to_inputs(sample, spec))),
-            )
-            model_uri = info.model_uri
-    mlflow.end_run()
-    result = {
-        "run_id": run.info.run_id,
-        "experiment_id": run.info.experiment_id,
-        "model_uri": model_uri,
-        "horovod_size": size,
-        "examples_per_sec": throughput,
-        "epochs": len(history),
-        "stopped": stopped,
-        "final_loss": history[-1]["train_loss"] if history else None,
-        "train_rows": train_rows,
-        "git_commit": os.environ.get("MLOPS_GIT_COMMIT", "unknown"),
-    }
-    if cfg.result_path:
-        write_json_atomic(Path(cfg.result_path), result)
-    log.info("mlflow run %s, model %s", run.info.run_id, model_uri)
-    return result
-
-
-def _serving_requirements() -> list[str]:
-    """Pins for serving the model: whichever TensorFlow distribution trained it (CPU or CUDA build)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    pins = []
-    for pkg in ("mlflow", ("tensorflow-cpu", "tensorflow"), "keras", "pandas", "numpy"):
-        for name in (pkg,) if isinstance(pkg, str) else pkg:
-            try:
-                pins.append(f"{name}=={version(name)}")
-                break
-            except PackageNotFoundError:
-                continue
-    return pins
+    (digest_dir / f"rank-{hvd.rank()}.json").write_text(json.dumps(record))

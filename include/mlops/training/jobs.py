@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from include.mlops.settings import Settings, git_commit
 
 if TYPE_CHECKING:
-    from include.mlops.pipeline import RunRef
+    from include.mlops.runs import RunRef
     from include.mlops.training.launcher import JobSpec
 
 log = logging.getLogger(__name__)

@@ -94,20 +94,20 @@ class TrainerJobOperator(KubernetesPodOperator):
 
     def _prepare(self, context: Context) -> tuple[JobSpec | None, dict[str, Any] | None]:
         """The job to run, or the result to return without running one."""
-        from include.mlops import pipeline
-        from include.mlops.training import jobs
+        from include.mlops.runs import RunRef
+        from include.mlops.training import jobs, steps
 
         settings = get_settings()
         k = settings.kubernetes
         k.check_ready()
-        run = pipeline.RunRef(dag_id=context["dag"].dag_id, run_id=context["run_id"])
+        run = RunRef(dag_id=context["dag"].dag_id, run_id=context["run_id"])
         params = context["params"]
         ti = context["ti"]
         self._inputs = dict(self.job_inputs)  # XComArgs, resolved when the templates were rendered
         plan = self._inputs["plan"]
         name = job_name(self.job, run.dag_id, run.run_id, ti.try_number)
         if self.job == "train":
-            previous = pipeline.reusable_training(plan, run, params, settings)
+            previous = steps.reusable_training(plan, run, params, settings)
             if previous:
                 return None, previous
             # MPIJob ranks run on workers without the XCom volume: rank 0 writes its result to
@@ -187,7 +187,8 @@ class TrainerJobOperator(KubernetesPodOperator):
     # -- several nodes: MPIJob -----------------------------------------------------------
 
     def _run_mpijob(self, spec: JobSpec, context: Context) -> dict[str, Any]:
-        from include.mlops import pipeline
+        from include.mlops.runs import RunRef
+        from include.mlops.training.steps import find_finished_training
 
         settings = get_settings()
         k = settings.kubernetes
@@ -211,8 +212,8 @@ class TrainerJobOperator(KubernetesPodOperator):
                 raise TrainerJobError(f"MPIJob {name} {state.lower()}: {message}")
         finally:
             self._delete_mpijob()
-        run = pipeline.RunRef(dag_id=context["dag"].dag_id, run_id=context["run_id"])
-        found = pipeline.find_finished_training(settings, run, self._inputs["plan"], job_name=name)
+        run = RunRef(dag_id=context["dag"].dag_id, run_id=context["run_id"])
+        found = find_finished_training(settings, run, self._inputs["plan"], job_name=name)
         if not found:
             raise TrainerJobError(f"MPIJob {name} succeeded but MLflow has no finished training run tagged with it")
         found["reused"] = False

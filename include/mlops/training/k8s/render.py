@@ -65,7 +65,7 @@ def render(out_dir: Path, ranks: int | None = None, partition_date: dt.date = dt
     from airflow.dag_processing.dagbag import DagBag
     from kubernetes.client import ApiClient
 
-    from include.mlops.pipeline import RunRef
+    from include.mlops.runs import RunRef
     from include.mlops.settings import PROJECT_ROOT, get_settings, git_commit
     from include.mlops.training.jobs import train_job_spec, training_ranks
 
