@@ -64,6 +64,11 @@ def embedded_env(settings: Settings, api_port: int | None = None, base: dict[str
     for key, value in defaults.items():
         env.setdefault(key, value)
     env["AIRFLOW__API__PORT"] = str(api_port)
+    # Airflow's local settings for the embedded default (devstack/airflow_config): the scheduler
+    # loads the tasks' libraries before its LocalExecutor forks the workers that run them.
+    config = str(Path(__file__).resolve().parent / "airflow_config")
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != config]
+    env["PYTHONPATH"] = os.pathsep.join([config, *paths])
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 

@@ -313,7 +313,7 @@ def test_browser_triggers_from_the_form_and_follows_the_task_links(up, client_ru
                 page.goto(f"{AIRFLOW}/dags/{DAG_ID}/runs/{quote(run_id)}/tasks/{task}")
                 page.get_by_role("link", name="Details", exact=True).click()
                 link = page.get_by_role("link", name=name, exact=True)
-                expect(link).to_be_visible()
+                expect(link).to_be_visible(timeout=20_000)  # the links render once the task's XCom has loaded
                 shot(page, f"{task}-links")
                 rest = up.api.get(f"{AIRFLOW}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}/links")
                 href = link.get_attribute("href")
@@ -409,7 +409,8 @@ def test_make_down(up):
     down = shell(up.block[-1], up.env)
     assert down.returncode == 0 and "down: stopped " in down.stdout, down.stdout + down.stderr
     assert "postgresql" in down.stdout
-    time.sleep(1)
+    # `down` has returned; its processes may take a moment to be reaped: wait for them, not a fixed time.
+    psutil.wait_procs(members, timeout=30)
     left = [p for p in members if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert left == [], "processes of the stack still running"
     assert not [port for port in PORTS.values() if busy(port)]

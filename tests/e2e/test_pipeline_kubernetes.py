@@ -170,7 +170,14 @@ def test_pipeline_trains_in_a_pod_and_promotes_with_lineage(cluster):
         {"dag_run_id": run_id, "task_ids": ["train"], "dry_run": False, "only_failed": False},
     )
     assert r.status_code == 200, r.text
-    time.sleep(2)
+    # The run leaves "success" once the cleared task is queued again; wait for its second try to end.
+    deadline = time.time() + 600
+    while True:
+        ti = stack.get(f"/api/v2/dags/fraud_model_pipeline/dagRuns/{run_id}/taskInstances/train").json()
+        if ti["try_number"] == 2 and ti["state"] in ("success", "failed"):
+            break
+        assert time.time() < deadline, stack.tail()
+        time.sleep(2)
     assert stack.wait(run_id, timeout=600) == "success", stack.tail()
     assert len(pods_of(kube, run_id, "train")) == 1
     assert "reusing finished training run" in stack.task_log(run_id, "train", 2)
