@@ -1,9 +1,9 @@
 """The README's CLI backfills, verbatim, against a real Airflow 3 (embedded Stack, SQLite),
 real `horovodrun -np 2` training and a real MLflow store.
 
-The README's promoting backfill (2026-01-08..10, one run at a time) makes the champion: it
-moves at most to the newest candidate that passes. Then the README's backfill (2026-01-04..07,
-two runs at a time) registers four candidates and leaves it; re-running one of those days, even
+The README's promoting backfill (2026-01-09..10, one run at a time) makes the champion: it
+moves at most to the newest candidate that passes. Then the README's backfill (2026-01-05..07,
+two runs at a time) registers a candidate a day and leaves it; re-running one of those days, even
 with promotion allowed, changes nothing; a day without data fails in `plan`, in one line.
 """
 
@@ -95,13 +95,13 @@ def active_backfills(stack) -> list[dict]:
 
 def test_the_readme_promoting_backfill_moves_the_champion_at_most_to_the_newest_passing_candidate(stack):
     before, moves = registry_state(), champion_moves()
-    days = [f"2026-01-{d:02d}" for d in range(8, 11)]
+    days = [f"2026-01-{d:02d}" for d in range(9, 11)]
     runs = readme_backfill(stack, '"promote_from_backfill": true}\'', days, side_by_side=1)
     assert sorted(runs, key=lambda d: runs[d]["start_date"]) == days  # oldest first
 
     after, tags = registry_state(), version_tags()
     new = sorted(set(after["versions"]) - set(before["versions"]), key=int)
-    assert len(new) == 3
+    assert len(new) == len(days)
     decisions = {tags[v]["data.partitions"].rsplit(",", 1)[-1]: json.loads(tags[v]["promotion.decision"]) for v in new}
     version_of = {tags[v]["data.partitions"].rsplit(",", 1)[-1]: v for v in new}
     print({d: (version_of[d], x["decision"], x["reason"][:120]) for d, x in decisions.items()})
@@ -118,18 +118,18 @@ def test_the_readme_promoting_backfill_moves_the_champion_at_most_to_the_newest_
             assert decisions[d]["decision"] == "rejected", decisions[d]
 
 
-def test_the_readme_backfill_registers_four_candidates_two_at_a_time_and_leaves_the_champion(stack):
-    """README's backfill, verbatim: 2026-01-04..07, two runs at a time, champion untouched."""
+def test_the_readme_backfill_registers_a_candidate_a_day_two_at_a_time_and_leaves_the_champion(stack):
+    """README's backfill, verbatim: 2026-01-05..07, two runs at a time, champion untouched."""
     if not registry_state()["aliases"].get("champion"):
         pytest.skip("needs the champion the promoting backfill made")
     before, moves = registry_state(), champion_moves()
-    days = [f"2026-01-0{d}" for d in range(4, 8)]
+    days = [f"2026-01-0{d}" for d in range(5, 8)]
     runs = RUNS["backfill"] = readme_backfill(stack, '"epochs": 4}\'', days, side_by_side=2)
 
     after = registry_state()
     assert after["aliases"]["champion"] == before["aliases"]["champion"] and champion_moves() == moves
     new = sorted(set(after["versions"]) - set(before["versions"]), key=int)
-    assert len(new) == 4
+    assert len(new) == len(days)
     tags = version_tags()
     assert sorted(tags[v]["airflow.run_id"] for v in new) == sorted(r["dag_run_id"] for r in runs.values())
     for version in new:
