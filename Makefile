@@ -99,9 +99,10 @@ demo: env trainer-env docs-assets
 
 # Three workers (pytest-xdist), each taking whole test files in conftest's longest-first order
 # (--no-loadscope-reorder keeps it): the end-to-end modules spend much of their time waiting
-# (task scheduling, pods, retry delays). About 21 minutes on 2 cores (a fresh clone at beaafd7:
-# 1294 s for 424 tests), the README's backfill module (eight pipeline runs, three of them one after
-# another) the longest; the budget is 15 (issue 17).
+# (task scheduling, pods, retry delays). About 21 minutes on 2 cores: on fresh clones at 5b866e6 and
+# f1cd079, pytest took 1218 s and 1274 s for 451 tests (CPU busy about 77% of the time; four workers
+# took 1429 s: more contention, not more overlap). The README's backfill module is the longest; the
+# budget is 15 minutes (issue 17), not met yet.
 test: env trainer-env lint-env postgres-server browser docs-assets
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder

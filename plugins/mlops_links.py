@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from include.mlops.airflow.links import mlflow_ui_url
+from include.mlops.settings import mlflow_ui_url
 
 
 class MlopsLinksPlugin(AirflowPlugin):

@@ -13,6 +13,11 @@ MLflow server, object storage and the Kubernetes launcher.
 | ``MLOPS_TRAINER_VENV`` | ``<repo>/.venv-trainer`` |
 | ``MLOPS_LAUNCHER`` | ``local`` (or ``kubernetes``) |
 | ``MLOPS_REGISTRY_LOCK_URI`` | the tracking URI when it is a database (see ``registry_lock``) |
+| ``MLOPS_TASK_RETRY_DELAY`` | ``30`` seconds before a task's retry |
+| ``MLOPS_MISSING_DATA`` | ``fail`` (or ``skip``): a scheduled run whose day never arrived |
+| ``MLOPS_MLFLOW_UI_URL`` | ``http://127.0.0.1:5000``, where task links point |
+| ``MLOPS_DATA_DOCS_URL`` | none: the served Data Docs site task links point into |
+| ``MLOPS_DATA_DOCS_ASSETS`` | ``<repo>/.local/data-docs-assets`` (the pages' CSS/JS) |
 
 With ``MLOPS_LAUNCHER=kubernetes`` the trainer jobs run as pods (or an MPIJob across nodes);
 ``MLOPS_K8S_*`` variables shape them (see ``KubernetesSettings``).
@@ -46,6 +51,42 @@ def env_number(name: str, default: str) -> float:
     if value < 0:
         raise SettingsError(f"{name} must be a non-negative number, got {raw!r}")
     return value
+
+
+def task_retry_delay_seconds() -> int:
+    """Pause before a task's retry: ``MLOPS_TASK_RETRY_DELAY`` (whole seconds, default 30)."""
+    raw = os.environ.get("MLOPS_TASK_RETRY_DELAY", "30")
+    if not raw.isdigit():
+        raise SettingsError(f"MLOPS_TASK_RETRY_DELAY must be a whole number of seconds, got {raw!r}")
+    return int(raw)
+
+
+def missing_data_policy() -> str:
+    """What a scheduled run does when its day never arrives: ``MLOPS_MISSING_DATA``, fail or skip."""
+    policy = os.environ.get("MLOPS_MISSING_DATA", "fail")
+    if policy not in ("fail", "skip"):
+        raise SettingsError(f"MLOPS_MISSING_DATA must be 'fail' or 'skip', got {policy!r}")
+    return policy
+
+
+def mlflow_ui_url() -> str:
+    """The MLflow UI the task links point at: ``MLOPS_MLFLOW_UI_URL``."""
+    return os.environ.get("MLOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+
+
+def data_docs_site_url() -> str:
+    """The served Data Docs site the validate task's link points into: ``MLOPS_DATA_DOCS_URL`` (none: no link)."""
+    return os.environ.get("MLOPS_DATA_DOCS_URL", "").rstrip("/")
+
+
+def registry_lock_uri() -> str:
+    """``MLOPS_REGISTRY_LOCK_URI``: the database of the champion lock, when not the tracking store's."""
+    return os.environ.get("MLOPS_REGISTRY_LOCK_URI", "").strip()
+
+
+def data_docs_assets_dir() -> Path:
+    """The Data Docs pages' CSS/JS: ``MLOPS_DATA_DOCS_ASSETS``, else ``<repo>/.local/data-docs-assets``."""
+    return Path(os.environ.get("MLOPS_DATA_DOCS_ASSETS") or PROJECT_ROOT / ".local" / "data-docs-assets")
 
 
 def launcher_from_env() -> str:

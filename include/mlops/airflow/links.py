@@ -15,17 +15,12 @@ point at (a failed task, no MLflow UI configured) is empty, and the UI hides it.
 
 from __future__ import annotations
 
-import os
 from urllib.parse import quote
 
 from airflow.providers.standard.decorators.python import _PythonDecoratedOperator
 from airflow.sdk import BaseOperatorLink, BaseXCom
 
-DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"
-
-
-def mlflow_ui_url() -> str:
-    return os.environ.get("MLOPS_MLFLOW_UI_URL", DEFAULT_MLFLOW_UI_URL).rstrip("/")
+from include.mlops.settings import data_docs_site_url, mlflow_ui_url
 
 
 def mlflow_run_url(output) -> str:
@@ -51,7 +46,7 @@ def model_version_url(output) -> str:
 
 def data_docs_url(output) -> str:
     """The Data Docs page of a validation result, under MLOPS_DATA_DOCS_URL (a served site)."""
-    base = os.environ.get("MLOPS_DATA_DOCS_URL", "").rstrip("/")
+    base = data_docs_site_url()
     page = output.get("data_docs") if isinstance(output, dict) else None
     marker = "/data_docs/local_site/"
     if not base or not page or marker not in page:

@@ -24,15 +24,11 @@ if TYPE_CHECKING:
 
 def retry_delay() -> timedelta:
     """Pause before a task's retry: ``MLOPS_TASK_RETRY_DELAY`` seconds (default 30), read from the environment."""
-    import os
     from datetime import timedelta
 
-    from include.mlops.settings import SettingsError
+    from include.mlops.settings import task_retry_delay_seconds
 
-    raw = os.environ.get("MLOPS_TASK_RETRY_DELAY", "30")
-    if not raw.isdigit():
-        raise SettingsError(f"MLOPS_TASK_RETRY_DELAY must be a whole number of seconds, got {raw!r}")
-    return timedelta(seconds=int(raw))
+    return timedelta(seconds=task_retry_delay_seconds())
 
 
 def data_wait() -> timedelta:
@@ -60,11 +56,11 @@ def wait_for_partition(dataset: str, data_interval_start, data_interval_end, run
     ``MLOPS_MISSING_DATA=skip`` (the embedded default), the run is skipped with that line as its
     note. Other runs go straight to ``plan``, which names any missing day at once.
     """
-    import os
 
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from include.mlops.pipeline import partition_arrival
+    from include.mlops.settings import missing_data_policy
 
     if getattr(run_type, "value", run_type) != "scheduled" or partition_date or data_interval_start is None:
         return True
@@ -76,7 +72,7 @@ def wait_for_partition(dataset: str, data_interval_start, data_interval_end, run
 
         logging.getLogger(__name__).info(line)
         return False
-    if os.environ.get("MLOPS_MISSING_DATA", "fail") == "skip":
+    if missing_data_policy() == "skip":
         set_run_note(f"**Skipped: no data.** {line}")
         raise AirflowSkipException(line)
     raise AirflowFailException(line)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +39,9 @@ class LockNotTakenError(RuntimeError):
 
 def lock_uri(tracking_uri: str) -> str:
     """The database holding the champion lock for a registry reached at `tracking_uri`."""
-    explicit = os.environ.get("MLOPS_REGISTRY_LOCK_URI", "").strip()
+    from include.mlops.settings import registry_lock_uri
+
+    explicit = registry_lock_uri()
     if explicit:
         return explicit
     if tracking_uri.startswith(("sqlite:", "postgresql:", "postgresql+")):

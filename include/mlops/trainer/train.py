@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import resource
 import statistics
 import time
@@ -39,6 +38,7 @@ import numpy as np
 from include.mlops.trainer.checkpoints import resume_epoch, save_checkpoint, training_key
 from include.mlops.trainer.env import trainer_env
 from include.mlops.trainer.mlflow_run import finish_training_run, start_training_run
+from include.mlops.trainer.placement import collective, configure_threads, pin_device, thread_affinities
 
 log = logging.getLogger("mlops.trainer")
 DEFAULT_BATCH = 512  # rows per step on each rank when the batch is fitted to the data
@@ -68,59 +68,6 @@ class TrainConfig:
     memory_rows: int = 1_000_000  # rows a rank keeps in memory; a bigger shard streams from parquet
 
 
-def _configure_threads(threads: int, local_size: int, local_rank: int, bind_cores: bool) -> int:
-    import tensorflow as tf
-
-    if threads <= 0:
-        threads = max(1, (os.cpu_count() or 1) // max(1, local_size))
-    if bind_cores:
-        # Each rank on its own cores (as a pod's CPU limit would do): ranks stop competing
-        # with each other's TF, tf.data and Horovod threads.
-        allowed = sorted(os.sched_getaffinity(0))
-        mask = {allowed[(local_rank * threads + i) % len(allowed)] for i in range(threads)}
-        # Every thread of the process: Horovod's background thread and TF's pools already run.
-        for tid in os.listdir("/proc/self/task"):
-            try:
-                os.sched_setaffinity(int(tid), mask)
-            except OSError:  # the thread ended meanwhile
-                pass
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    return threads
-
-
-def _pin_device(local_rank: int) -> str:
-    """One GPU per rank (the GPU of its local rank); CPU when the node has none."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return "/CPU:0"
-    gpu = gpus[local_rank % len(gpus)]
-    tf.config.set_visible_devices(gpu, "GPU")
-    tf.config.experimental.set_memory_growth(gpu, True)
-    return f"/GPU:{local_rank % len(gpus)}"
-
-
-def _collective(device: str) -> str:
-    """What carries the allreduce: NCCL between GPUs when built with it, else Gloo or MPI."""
-    import horovod.tensorflow as hvd
-
-    if device.startswith("/GPU") and hvd.nccl_built():
-        return "NCCL"
-    return "MPI" if hvd.mpi_enabled() and not hvd.gloo_enabled() else "Gloo"
-
-
-def _thread_affinities() -> list[set[int]]:
-    out = []
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            out.append(os.sched_getaffinity(int(tid)))
-        except OSError:
-            pass
-    return out
-
-
 def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     import horovod.tensorflow as hvd
     import keras
@@ -131,20 +78,20 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     from include.mlops.trainer.model import build_network, feature_spec
     from include.mlops.trainer.scoring import keras_name, predict_proba
     from include.mlops.trainer.shards import ShardFeed, plan_shards
-    from include.mlops.trainer.stopping import EarlyStopping, batch_per_rank
+    from include.mlops.trainer.stopping import EarlyStopping
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
-    device = _pin_device(hvd.local_rank())  # before any TF op creates the runtime context
+    device = pin_device(hvd.local_rank())  # before any TF op creates the runtime context
     log.info(
         "horovod rank %d/%d local_rank %d device %s collective %s",
         rank,
         size,
         hvd.local_rank(),
         device,
-        _collective(device),
+        collective(device),
     )
-    threads = _configure_threads(cfg.threads, hvd.local_size(), hvd.local_rank(), cfg.bind_cores)
+    threads = configure_threads(cfg.threads, hvd.local_size(), hvd.local_rank(), cfg.bind_cores)
     keras.utils.set_random_seed(cfg.seed)
 
     dataset = load_dataset_config(cfg.dataset_config)
@@ -180,15 +127,8 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
         "kept in memory" if shard.in_memory else f"streamed from parquet, {cfg.memory_rows} rows buffered",
     )
 
-    # Global normalisation statistics: sum, sum of squares and count over every rank.
     n_feat = len(spec["numeric"])
-    sums = shard.sums if shard.sums is not None else np.zeros(2 * n_feat)
-    total = hvd.allreduce(tf.constant(np.concatenate([sums, [shard.fit_rows]])), op=hvd.Sum).numpy()
-    count = total[-1]
-    fit_rows = int(count)  # the rows gradients are computed on, over all ranks
-    validation_rows = int(hvd.allreduce(tf.constant(shard.validation_rows, tf.int64), op=hvd.Sum))
-    mean = total[:n_feat] / count
-    variance = np.maximum(total[n_feat : 2 * n_feat] / count - mean**2, 1e-12)
+    mean, variance, fit_rows, validation_rows = _global_statistics(shard, n_feat)
 
     network = build_network(spec, mean.astype(np.float32), variance.astype(np.float32), seed=cfg.seed)
     optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate * math.sqrt(size))
@@ -208,26 +148,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any] | None:
     hvd.broadcast_variables([v.value for v in network.variables], root_rank=0)
     hvd.broadcast_variables([v.value for v in optimizer.variables], root_rank=0)
 
-    local_rows = np.array([shard.fit_rows], dtype=np.int64)
-    all_rows = hvd.allgather(tf.constant(local_rows)).numpy()
-    if cfg.batch_size is None:
-        batch = batch_per_rank(int(all_rows.min()), DEFAULT_BATCH, cfg.min_steps_per_epoch)
-        log.info(
-            "batch per rank %d (fitted: %d rows per rank, %d at most, at least %d steps per epoch)",
-            batch,
-            int(all_rows.min()),
-            DEFAULT_BATCH,
-            cfg.min_steps_per_epoch,
-        )
-    else:
-        batch = cfg.batch_size
-    steps = int(all_rows.min()) // batch
-    if cfg.max_steps_per_epoch:
-        steps = min(steps, cfg.max_steps_per_epoch)
-    if steps < 1:
-        raise ValueError(
-            f"too little training data: smallest shard has {int(all_rows.min())} rows, batch size is {batch}"
-        )
+    batch, steps = _batch_and_steps(cfg, shard.fit_rows)
 
     trainable = network.trainable_variables
     in_memory = shard.fit_arrays() if shard.in_memory else None
@@ -385,6 +306,48 @@ def _write_digest(digest_dir: Path, network, shard, steps: int, pieces, files: l
         "bytes_read": bytes_to_read(pieces, shard.columns),
         "window_bytes": bytes_to_read(plan_shards(files, 1)[0], shard.columns),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "thread_cpus": sorted(set().union(*_thread_affinities())),
+        "thread_cpus": sorted(set().union(*thread_affinities())),
     }
     (digest_dir / f"rank-{hvd.rank()}.json").write_text(json.dumps(record))
+
+
+def _global_statistics(shard, n_feat: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Normalisation statistics over every rank (sum, sum of squares and count, allreduced): the same
+    mean and variance on each rank, so every rank builds the same network; and the rows of all ranks."""
+    import horovod.tensorflow as hvd
+    import tensorflow as tf
+
+    sums = shard.sums if shard.sums is not None else np.zeros(2 * n_feat)
+    total = hvd.allreduce(tf.constant(np.concatenate([sums, [shard.fit_rows]])), op=hvd.Sum).numpy()
+    count = total[-1]
+    validation_rows = int(hvd.allreduce(tf.constant(shard.validation_rows, tf.int64), op=hvd.Sum))
+    mean = total[:n_feat] / count
+    variance = np.maximum(total[n_feat : 2 * n_feat] / count - mean**2, 1e-12)
+    return mean, variance, int(count), validation_rows  # count: the rows gradients are computed on
+
+
+def _batch_and_steps(cfg: TrainConfig, local_rows: int) -> tuple[int, int]:
+    """The batch per rank and the steps per epoch, the same on every rank: the smallest shard decides."""
+    import horovod.tensorflow as hvd
+    import tensorflow as tf
+
+    from include.mlops.trainer.stopping import batch_per_rank
+
+    smallest = int(hvd.allgather(tf.constant(np.array([local_rows], dtype=np.int64))).numpy().min())
+    if cfg.batch_size is None:
+        batch = batch_per_rank(smallest, DEFAULT_BATCH, cfg.min_steps_per_epoch)
+        log.info(
+            "batch per rank %d (fitted: %d rows per rank, %d at most, at least %d steps per epoch)",
+            batch,
+            smallest,
+            DEFAULT_BATCH,
+            cfg.min_steps_per_epoch,
+        )
+    else:
+        batch = cfg.batch_size
+    steps = smallest // batch
+    if cfg.max_steps_per_epoch:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    if steps < 1:
+        raise ValueError(f"too little training data: smallest shard has {smallest} rows, batch size is {batch}")
+    return batch, steps

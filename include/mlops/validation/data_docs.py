@@ -67,7 +67,9 @@ def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:
 
 def assets_dir() -> Path:
     """Where ``fetch_assets`` installs the packages: ``$MLOPS_DATA_DOCS_ASSETS`` or ``<repo>/.local``."""
-    return Path(os.environ.get(ASSETS_ENV) or PROJECT_ROOT / ".local" / "data-docs-assets")
+    from include.mlops.settings import data_docs_assets_dir
+
+    return data_docs_assets_dir()
 
 
 def sri(data: bytes, algorithm: str = "sha512") -> str:
