@@ -4,7 +4,8 @@ real `horovodrun -np 2` training and a real MLflow store.
 The README's promoting backfill (2026-01-09..10, one run at a time) makes the champion: it
 moves at most to the newest candidate that passes. Then the README's backfill (2026-01-05..07,
 two runs at a time) registers a candidate a day and leaves it; re-running one of those days, even
-with promotion allowed, changes nothing; a day without data fails in `plan`, in one line.
+with promotion allowed, changes nothing; a day without data fails in `plan`, in one line. Each
+test asks for the backfills it builds on as fixtures, so any one of them runs alone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from tests.readme import readme_command
 
 pytestmark = pytest.mark.e2e
 ROWS = 25000
-RUNS: dict[str, dict] = {}  # the README backfill's runs, by day
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +93,36 @@ def active_backfills(stack) -> list[dict]:
     return [b for b in backfills if not b["completed_at"]]
 
 
-def test_the_readme_promoting_backfill_moves_the_champion_at_most_to_the_newest_passing_candidate(stack):
+@pytest.fixture(scope="module")
+def promoting_backfill(stack) -> dict:
+    """The README's promoting backfill (2026-01-09..10, one at a time), and the registry before and
+    right after it (later backfills add versions)."""
     before, moves = registry_state(), champion_moves()
     days = [f"2026-01-{d:02d}" for d in range(9, 11)]
     runs = readme_backfill(stack, '"promote_from_backfill": true}\'', days, side_by_side=1)
-    assert sorted(runs, key=lambda d: runs[d]["start_date"]) == days  # oldest first
+    return {"days": days, "runs": runs, "before": before, "moves": moves,
+            "after": registry_state(), "tags": version_tags(), "moves_after": champion_moves()}  # fmt: skip
 
-    after, tags = registry_state(), version_tags()
-    new = sorted(set(after["versions"]) - set(before["versions"]), key=int)
+
+@pytest.fixture(scope="module")
+def readme_backfill_runs(stack, promoting_backfill) -> dict:
+    """The README's backfill (2026-01-05..07, two at a time), run once a champion exists, and the
+    registry before and right after it."""
+    assert registry_state()["aliases"].get("champion"), "the promoting backfill made no champion"
+    before, moves = registry_state(), champion_moves()
+    days = [f"2026-01-0{d}" for d in range(5, 8)]
+    runs = readme_backfill(stack, '"epochs": 4}\'', days, side_by_side=2)
+    return {"days": days, "runs": runs, "before": before, "moves": moves,
+            "after": registry_state(), "tags": version_tags(), "moves_after": champion_moves()}  # fmt: skip
+
+
+def test_the_readme_promoting_backfill_moves_the_champion_at_most_to_the_newest_passing_candidate(
+    promoting_backfill,
+):
+    b = promoting_backfill
+    days, runs, after, tags = b["days"], b["runs"], b["after"], b["tags"]
+    assert sorted(runs, key=lambda d: runs[d]["start_date"]) == days  # oldest first
+    new = sorted(set(after["versions"]) - set(b["before"]["versions"]), key=int)
     assert len(new) == len(days)
     decisions = {tags[v]["data.partitions"].rsplit(",", 1)[-1]: json.loads(tags[v]["promotion.decision"]) for v in new}
     version_of = {tags[v]["data.partitions"].rsplit(",", 1)[-1]: v for v in new}
@@ -112,25 +134,21 @@ def test_the_readme_promoting_backfill_moves_the_champion_at_most_to_the_newest_
     # The first had no champion to beat; each move after it is to a newer window than the last,
     # and the champion is the newest candidate promoted.
     assert str(after["aliases"]["champion"]) == version_of[promoted[-1]]
-    assert len(champion_moves()) == len(moves) + len(promoted)
+    assert len(b["moves_after"]) == len(b["moves"]) + len(promoted)
     for d in days:
         if d > promoted[-1]:  # newer than the champion, and not promoted: its gate failed
             assert decisions[d]["decision"] == "rejected", decisions[d]
 
 
-def test_the_readme_backfill_registers_a_candidate_a_day_two_at_a_time_and_leaves_the_champion(stack):
+def test_the_readme_backfill_registers_a_candidate_a_day_two_at_a_time_and_leaves_the_champion(
+    readme_backfill_runs,
+):
     """README's backfill, verbatim: 2026-01-05..07, two runs at a time, champion untouched."""
-    if not registry_state()["aliases"].get("champion"):
-        pytest.skip("needs the champion the promoting backfill made")
-    before, moves = registry_state(), champion_moves()
-    days = [f"2026-01-0{d}" for d in range(5, 8)]
-    runs = RUNS["backfill"] = readme_backfill(stack, '"epochs": 4}\'', days, side_by_side=2)
-
-    after = registry_state()
-    assert after["aliases"]["champion"] == before["aliases"]["champion"] and champion_moves() == moves
+    b = readme_backfill_runs
+    before, after, runs, tags = b["before"], b["after"], b["runs"], b["tags"]
+    assert after["aliases"]["champion"] == before["aliases"]["champion"] and b["moves_after"] == b["moves"]
     new = sorted(set(after["versions"]) - set(before["versions"]), key=int)
-    assert len(new) == len(days)
-    tags = version_tags()
+    assert len(new) == len(b["days"])
     assert sorted(tags[v]["airflow.run_id"] for v in new) == sorted(r["dag_run_id"] for r in runs.values())
     for version in new:
         decision = json.loads(tags[version]["promotion.decision"])
@@ -140,9 +158,7 @@ def test_the_readme_backfill_registers_a_candidate_a_day_two_at_a_time_and_leave
     assert all(n.startswith(("**Not promoted (held)**: backfill run", "**Gate failed**")) for n in notes), notes
 
 
-def test_rerunning_a_backfilled_day_even_allowed_to_promote_changes_no_alias_and_no_tag(stack):
-    if "backfill" not in RUNS:
-        pytest.skip("needs the README backfill's runs")
+def test_rerunning_a_backfilled_day_even_allowed_to_promote_changes_no_alias_and_no_tag(stack, readme_backfill_runs):
     before, tags_before, moves = registry_state(), version_tags(), champion_moves()
     argv = readme_command('"epochs": 4}\'')
     cut = argv.index("--from-date")
@@ -152,7 +168,7 @@ def test_rerunning_a_backfilled_day_even_allowed_to_promote_changes_no_alias_and
                         "--reprocess-behavior", "completed", "--dag-run-conf", conf])  # fmt: skip
     runs = backfill_runs(stack, ["2026-01-07"], started)
     assert [r["state"] for r in runs.values()] == ["success"], stack.tail()
-    assert [r["dag_run_id"] for r in runs.values()] == [RUNS["backfill"][d]["dag_run_id"] for d in runs]
+    assert [r["dag_run_id"] for r in runs.values()] == [readme_backfill_runs["runs"][d]["dag_run_id"] for d in runs]
     assert all(r["conf"]["promote_from_backfill"] is True for r in runs.values())
     assert registry_state() == before and version_tags() == tags_before and champion_moves() == moves
 
