@@ -1,5 +1,6 @@
 """The README's CLI backfills, verbatim, against a real Airflow 3 (embedded Stack, SQLite),
-real `horovodrun -np 2` training and a real MLflow store.
+real `horovodrun` training (the README leaves the ranks empty: one rank on a machine without GPUs)
+and a real MLflow store.
 
 The README's promoting backfill (2026-01-09..10, one run at a time) makes the champion: it
 moves at most to the newest candidate that passes. Then the README's backfill (2026-01-05..07,
